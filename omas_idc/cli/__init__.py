@@ -1,0 +1,58 @@
+"""The ``omas-idc`` command line (typer + rich).
+
+Each command lives in its own module under ``omas_idc.cli`` and registers itself on the app
+through ``register(app)``. Heavy libraries (torch, highdicom, duckdb) are imported inside the
+commands so that ``omas-idc --help`` stays fast. Only the CLI configures logging and prints.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from omas_idc import __version__
+from omas_idc.cli import catalog, phantom, read
+
+app = typer.Typer(
+    name="omas-idc",
+    help="Whole-body CT anatomy segmentation for the Imaging Data Commons, as DICOM SEG and SR.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"omas-idc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
+) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+
+
+for _module in (phantom, read, catalog):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``omas-idc`` script."""
+    app()
