@@ -28,9 +28,9 @@ __all__ = [
     "VolumeGeometry",
     "affine_from_slices",
     "lps_to_ras",
+    "lps_to_voxel",
     "slice_normal",
     "voxel_to_lps",
-    "lps_to_voxel",
     "voxel_volume_mm3",
 ]
 
