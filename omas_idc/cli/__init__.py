@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from omas_idc import __version__
-from omas_idc.cli import catalog, phantom, read
+from omas_idc.cli import catalog as catalog_commands
+from omas_idc.cli import phantom as phantom_commands
+from omas_idc.cli import read as read_commands
 
 app = typer.Typer(
     name="omas-idc",
@@ -49,7 +51,7 @@ def _main(
     )
 
 
-for _module in (phantom, read, catalog):
+for _module in (phantom_commands, read_commands, catalog_commands):
     _module.register(app)
 
 

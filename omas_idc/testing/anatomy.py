@@ -203,7 +203,7 @@ def _draw_layout(rng: np.random.Generator) -> list[AnatomyStructure]:
         AnatomyStructure(
             "body",
             EllipticCylinder(
-                tuple(np.array([0.0, 0.0, 0.0]) + shift),  # type: ignore[arg-type]
+                tuple(np.array([0.0, 0.0, 0.0]) + shift),
                 (170.0 * body_scale[0], 120.0 * body_scale[1]),
                 half_height=600.0,
             ),
@@ -218,8 +218,8 @@ def _draw_layout(rng: np.random.Generator) -> list[AnatomyStructure]:
         hu = rng.uniform(-880.0, -800.0)
         for name, low, high in lobes:
             shape = Ellipsoid(
-                tuple(center),  # type: ignore[arg-type]
-                tuple(semi),  # type: ignore[arg-type]
+                tuple(center),
+                tuple(semi),
                 z_low=low * semi[2] if low > -1 else -np.inf,
                 z_high=high * semi[2],
             )
@@ -228,8 +228,8 @@ def _draw_layout(rng: np.random.Generator) -> list[AnatomyStructure]:
         scale = rng.uniform(0.8, 1.2) * rng.uniform(0.93, 1.07, 3)
         rotation = _rotation_z(angle + rng.uniform(-10.0, 10.0))
         shape = Ellipsoid(
-            tuple(np.array(center0) + shift + rng.uniform(-4, 4, 3)),  # type: ignore[arg-type]
-            tuple(np.array(semi0) * scale),  # type: ignore[arg-type]
+            tuple(np.array(center0) + shift + rng.uniform(-4, 4, 3)),
+            tuple(np.array(semi0) * scale),
             rotation=tuple(tuple(row) for row in rotation),
         )
         structures.append(AnatomyStructure(name, shape, hu0 * rng.uniform(0.9, 1.1), name))
@@ -238,7 +238,7 @@ def _draw_layout(rng: np.random.Generator) -> list[AnatomyStructure]:
         AnatomyStructure(
             "aorta",
             EllipticCylinder(
-                tuple(np.array([35.0, 30.0, 15.0]) + shift),  # type: ignore[arg-type]
+                tuple(np.array([35.0, 30.0, 15.0]) + shift),
                 (aorta_radius, aorta_radius),
                 half_height=110.0,
             ),
@@ -254,7 +254,7 @@ def _draw_layout(rng: np.random.Generator) -> list[AnatomyStructure]:
             AnatomyStructure(
                 f"vertebrae_{level}",
                 EllipticCylinder(
-                    tuple(center),  # type: ignore[arg-type]
+                    tuple(center),
                     (20.0 * vertebra_scale, 16.0 * vertebra_scale),
                     half_height=11.0,
                 ),

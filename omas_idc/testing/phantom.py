@@ -425,8 +425,8 @@ def _write_image(
     ds.LargestImagePixelValue = int(pixels.max())
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    ds.file_meta.ImplementationClassUID = _UID_ROOT + "1"
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    ds.file_meta.ImplementationClassUID = UID(_UID_ROOT + "1")
     ds.file_meta.ImplementationVersionName = f"OMAS_IDC_{__version__}"[:16]
     ts = options.transfer_syntax_uid
     if ts.is_compressed:
