@@ -1,0 +1,191 @@
+"""Pixel decoding (threads) and the stored value -> Hounsfield unit conversion.
+
+Decoding uses pydicom's pixel backends (pylibjpeg with openjpeg/libjpeg/rle, pyjpegls, and
+pydicom's own native, RLE and deflate handling), one file per task in a thread pool; the
+compressed codecs release the GIL for most of their work. Every transfer syntax in IDC decodes:
+native little/big endian, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000.
+A file that no installed backend decodes (e.g. the retired JPEG processes 6/8 and 10/12)
+refuses the series with :class:`~omas_idc.errors.UnsupportedSeriesError` naming the syntax.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+import pydicom.pixels
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from omas_idc.errors import UnsupportedSeriesError
+from omas_idc.read.slices import SliceRecord
+
+__all__ = ["PADDING_HU", "decode_volume", "stored_to_hu"]
+
+logger = logging.getLogger(__name__)
+
+#: HU given to pixels marked as padding (Pixel Padding Value / Range Limit, PS3.3 C.7.5.1.1.2):
+#: air, what the scanner would have measured outside the patient.
+PADDING_HU = -1024
+
+_INT16_MIN, _INT16_MAX = int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max)
+
+
+def _padding_range(ds: Dataset) -> tuple[int, int] | None:
+    """The stored-value range marked as padding, or None (PS3.3 C.7.5.1.1.2)."""
+    if "PixelPaddingValue" not in ds:
+        return None
+
+    def signed(value: int) -> int:
+        # "US or SS": pydicom may give the unsigned reading of a signed value.
+        bits = int(ds.get("BitsAllocated", 16))
+        if int(ds.get("PixelRepresentation", 0)) == 1 and value >= 2 ** (bits - 1):
+            return value - 2**bits
+        return value
+
+    first = signed(int(ds.PixelPaddingValue))
+    limit = ds.get("PixelPaddingRangeLimit")
+    last = first if limit is None else signed(int(limit))
+    return (min(first, last), max(first, last))
+
+
+def stored_to_hu(
+    stored: npt.NDArray[np.integer],
+    slope: float,
+    intercept: float,
+    padding: tuple[int, int] | None = None,
+) -> tuple[npt.NDArray[np.int16], int]:
+    """Apply the Modality LUT (PS3.3 C.11.1.1.2: HU = stored x slope + intercept).
+
+    Parameters
+    ----------
+    stored
+        Stored values of one frame (signed or unsigned as decoded).
+    slope, intercept
+        Rescale Slope and Rescale Intercept.
+    padding
+        Inclusive range of stored values that are padding; set to :data:`PADDING_HU`.
+
+    Returns
+    -------
+    tuple
+        HU rounded to the nearest integer and clipped to int16, and the number of clipped
+        voxels.
+    """
+    if slope == 1.0 and float(intercept).is_integer():
+        hu = stored.astype(np.int32) + int(intercept)
+    else:
+        hu = np.rint(stored.astype(np.float64) * slope + intercept)
+    if padding is not None:
+        hu[(stored >= padding[0]) & (stored <= padding[1])] = PADDING_HU
+    clipped = int(np.count_nonzero((hu < _INT16_MIN) | (hu > _INT16_MAX)))
+    if clipped:
+        hu = np.clip(hu, _INT16_MIN, _INT16_MAX)
+    return hu.astype(np.int16), clipped
+
+
+def _decode_file(
+    items: Sequence[tuple[int, SliceRecord]],
+    out: npt.NDArray[np.int16],
+    series_uid: str,
+) -> int:
+    """Decode one file into ``out`` at the given slice indices; returns clipped voxels."""
+    record = items[0][1]
+    f = record.file
+    ds = f.dataset
+    samples = int(ds.get("SamplesPerPixel", 1))
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if samples != 1 or not photometric.startswith("MONOCHROME"):
+        raise UnsupportedSeriesError(
+            f"{f.path} is a {photometric} image with {samples} samples per pixel; CT volumes "
+            "are greyscale (PS3.3 C.8.2.1.1.2). This is not a CT volume.",
+            series_instance_uid=series_uid,
+            reason="not-ct-volume",
+        )
+    ts = UID(f.transfer_syntax_uid)
+    try:
+        stored = pydicom.pixels.pixel_array(ds, raw=True)
+    except (NotImplementedError, RuntimeError, ValueError, TypeError, EOFError) as err:
+        raise UnsupportedSeriesError(
+            f"the pixel data of {f.path} cannot be decoded: transfer syntax "
+            f"{ts.name} ({ts}) is not supported by the installed decoders ({err}). "
+            "Re-encode the series (e.g. `gdcmconv --raw`, `dcmdjpeg`) or install a decoder "
+            "plugin for it.",
+            series_instance_uid=series_uid,
+            reason="undecodable",
+        ) from err
+    finally:
+        # The pixel data was read on demand; do not keep it in the header.
+        if "PixelData" in ds:
+            del ds.PixelData
+    if stored.ndim == 2:
+        stored = stored[np.newaxis]
+    if stored.shape[1:] != out.shape[1:]:
+        raise UnsupportedSeriesError(
+            f"{f.path} decodes to frames of {stored.shape[1:]} but Rows/Columns say "
+            f"{out.shape[1:]}; the file is damaged.",
+            series_instance_uid=series_uid,
+            reason="undecodable",
+        )
+    padding = _padding_range(ds)
+    clipped = 0
+    for index, rec in items:
+        frame = stored[rec.frame_index or 0]
+        hu, n = stored_to_hu(frame, rec.rescale_slope, rec.rescale_intercept, padding)
+        out[index] = hu
+        clipped += n
+    return clipped
+
+
+def decode_volume(
+    records: Sequence[SliceRecord],
+    series_uid: str,
+    *,
+    workers: int | None = None,
+) -> tuple[npt.NDArray[np.int16], list[str]]:
+    """Decode the slices (in slice order) into an int16 HU array of shape (z, y, x).
+
+    Parameters
+    ----------
+    records
+        Slices in array order.
+    series_uid
+        For messages.
+    workers
+        Threads (default: the number of CPUs).
+
+    Returns
+    -------
+    tuple
+        The HU array and warnings.
+
+    Raises
+    ------
+    UnsupportedSeriesError
+        ``undecodable`` where a file's pixel data cannot be decoded (naming the transfer
+        syntax), ``not-ct-volume`` for colour images.
+    """
+    rows, columns = records[0].rows, records[0].columns
+    out = np.empty((len(records), rows, columns), dtype=np.int16)
+    by_file: dict[str, list[tuple[int, SliceRecord]]] = {}
+    for index, rec in enumerate(records):
+        by_file.setdefault(rec.file.path, []).append((index, rec))
+    jobs = list(by_file.values())
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    if n_workers == 1:
+        clipped = [_decode_file(items, out, series_uid) for items in jobs]
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            clipped = list(pool.map(lambda items: _decode_file(items, out, series_uid), jobs))
+    warnings = []
+    if sum(clipped):
+        warnings.append(
+            f"{sum(clipped)} voxel(s) outside the int16 range after rescaling were clipped"
+        )
+    syntaxes = sorted({UID(r.file.transfer_syntax_uid).name for r in records})
+    logger.debug("decoded %d slices (%s) with %d threads", len(records), syntaxes, n_workers)
+    return out, warnings

@@ -1,0 +1,220 @@
+"""Find the DICOM files of a folder, read their headers and group them by series.
+
+Non-DICOM files are skipped silently (logged at debug level) and non-image objects (SEG, SR,
+RT objects, presentation states, ...) are ignored: only *image* objects form series. The
+headers are read with deferred large values, so the pixel data is read once, when decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+__all__ = [
+    "CT_VOLUME_SOP_CLASSES",
+    "NON_IMAGE_MODALITIES",
+    "DicomFile",
+    "SeriesFiles",
+    "collect_paths",
+    "group_by_series",
+    "scan_files",
+]
+
+logger = logging.getLogger(__name__)
+
+#: SOP classes whose instances are slices (or frames) of a CT volume (PS3.4 B.5):
+#: CT Image, Enhanced CT Image and Legacy Converted Enhanced CT Image Storage.
+CT_VOLUME_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
+}
+
+#: Modalities of objects that may carry Rows/Columns but are not images of the patient.
+NON_IMAGE_MODALITIES = frozenset(
+    {"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "REG", "RWV", "DOC"}
+)
+
+#: Values longer than this are read from the file only when accessed (the pixel data).
+_DEFER_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class DicomFile:
+    """The header of one DICOM image file.
+
+    Attributes
+    ----------
+    path
+        The file.
+    dataset
+        Its dataset, with the pixel data (and other large values) deferred.
+    sop_class_uid, sop_instance_uid
+        From the dataset, or from the File Meta Information (PS3.10 7.1, Media Storage SOP
+        Class/Instance UID) where an anonymiser left the dataset's value empty.
+    uid_from_file_meta
+        True where a SOP Class or Instance UID had to be taken from the File Meta Information.
+    """
+
+    path: str
+    dataset: Dataset
+    series_instance_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    modality: str
+    transfer_syntax_uid: str
+    uid_from_file_meta: bool = False
+
+    @property
+    def is_ct_volume_class(self) -> bool:
+        """True for CT Image, Enhanced CT or Legacy Converted Enhanced CT objects."""
+        return self.sop_class_uid in CT_VOLUME_SOP_CLASSES
+
+    @property
+    def sop_class_name(self) -> str:
+        """A readable name of the SOP class."""
+        uid = pydicom.uid.UID(self.sop_class_uid)
+        return uid.name if uid.is_valid else self.sop_class_uid or "(no SOP class)"
+
+    @property
+    def image_type(self) -> tuple[str, ...]:
+        """ImageType values, upper case (empty where absent)."""
+        value = self.dataset.get("ImageType")
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value.upper(),)
+        return tuple(str(v).upper() for v in value)
+
+
+@dataclass(frozen=True)
+class SeriesFiles:
+    """The image files of one SeriesInstanceUID (``""`` where the files leave it empty)."""
+
+    series_instance_uid: str
+    files: tuple[DicomFile, ...]
+
+    @property
+    def description(self) -> str:
+        """SeriesDescription of the first file."""
+        return str(self.files[0].dataset.get("SeriesDescription", "") or "")
+
+    @property
+    def series_number(self) -> int | None:
+        """SeriesNumber of the first file."""
+        value = self.files[0].dataset.get("SeriesNumber")
+        return int(value) if value not in (None, "") else None
+
+    @property
+    def modality(self) -> str:
+        """Modality of the first file."""
+        return self.files[0].modality
+
+    @property
+    def kind(self) -> str:
+        """``"ct"``, ``"localizer"``, ``"secondary-capture"`` or the SOP class name."""
+        classes = {f.sop_class_uid for f in self.files}
+        if classes & CT_VOLUME_SOP_CLASSES.keys():
+            ct = [f for f in self.files if f.is_ct_volume_class]
+            if all("LOCALIZER" in f.image_type for f in ct):
+                return "localizer"
+            return "ct"
+        if any(uid.startswith("1.2.840.10008.5.1.4.1.1.7") for uid in classes):
+            return "secondary-capture"
+        return self.files[0].sop_class_name
+
+    def label(self) -> str:
+        """One line naming the series for listings and error messages."""
+        uid = self.series_instance_uid or "(empty SeriesInstanceUID)"
+        number = f"#{self.series_number} " if self.series_number is not None else ""
+        desc = f" '{self.description}'" if self.description else ""
+        return f"{uid} {number}[{self.kind}, {self.modality}, {len(self.files)} files]{desc}"
+
+
+def collect_paths(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """All files of a folder (recursively, sorted), or the given files.
+
+    Raises
+    ------
+    FileNotFoundError
+        Where the folder or one of the files does not exist.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if root.is_dir():
+            return sorted(p for p in root.rglob("*") if p.is_file())
+        if root.is_file():
+            return [root]
+        raise FileNotFoundError(f"{root} is neither a folder nor a file")
+    paths = [Path(p) for p in source]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} does not exist or is not a file")
+    return paths
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _read_header(path: Path) -> DicomFile | None:
+    """The header of ``path``, or None where it is not a DICOM image object."""
+    try:
+        ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE)
+    except (InvalidDicomError, EOFError, OSError) as err:
+        logger.debug("skipping %s: not a readable DICOM file (%s)", path, err)
+        return None
+    modality = _text(ds, "Modality").upper()
+    if "Rows" not in ds or "Columns" not in ds or modality in NON_IMAGE_MODALITIES:
+        logger.debug("skipping %s: not an image object (Modality %r)", path, modality)
+        return None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        logger.debug("skipping %s: no pixel data", path)
+        return None
+    meta = getattr(ds, "file_meta", Dataset())
+    sop_class = _text(ds, "SOPClassUID")
+    sop_instance = _text(ds, "SOPInstanceUID")
+    from_meta = False
+    if not sop_class and _text(meta, "MediaStorageSOPClassUID"):
+        sop_class, from_meta = _text(meta, "MediaStorageSOPClassUID"), True
+    if not sop_instance and _text(meta, "MediaStorageSOPInstanceUID"):
+        sop_instance, from_meta = _text(meta, "MediaStorageSOPInstanceUID"), True
+    return DicomFile(
+        path=str(path),
+        dataset=ds,
+        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        sop_class_uid=sop_class,
+        sop_instance_uid=sop_instance,
+        modality=modality,
+        transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
+        uid_from_file_meta=from_meta,
+    )
+
+
+def scan_files(paths: Sequence[Path], *, workers: int | None = None) -> list[DicomFile]:
+    """Read the headers of ``paths`` in threads; non-DICOM and non-image files are dropped."""
+    if not paths:
+        return []
+    with ThreadPoolExecutor(max_workers=workers or min(16, os.cpu_count() or 1)) as pool:
+        headers = list(pool.map(_read_header, paths))
+    found = [h for h in headers if h is not None]
+    logger.debug("%d of %d files are DICOM image objects", len(found), len(paths))
+    return found
+
+
+def group_by_series(files: Iterable[DicomFile]) -> list[SeriesFiles]:
+    """Group image files by SeriesInstanceUID, largest series first."""
+    groups: dict[str, list[DicomFile]] = {}
+    for f in files:
+        groups.setdefault(f.series_instance_uid, []).append(f)
+    series = [SeriesFiles(uid, tuple(members)) for uid, members in groups.items()]
+    return sorted(series, key=lambda s: (-len(s.files), s.series_instance_uid))

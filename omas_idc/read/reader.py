@@ -1,0 +1,243 @@
+"""``read_series``: DICOM CT files -> :class:`~omas_idc.volume.CTVolume`, or a clear refusal."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from pydicom.dataset import Dataset
+
+from omas_idc.errors import UnsupportedSeriesError
+from omas_idc.read.checks import build_geometry, drop_localizers
+from omas_idc.read.decode import decode_volume
+from omas_idc.read.files import (
+    CT_VOLUME_SOP_CLASSES,
+    SeriesFiles,
+    collect_paths,
+    group_by_series,
+    scan_files,
+)
+from omas_idc.read.slices import SliceRecord, slices_of
+from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
+
+__all__ = ["DEFAULT_SINGLE_SLICE_STEP_MM", "Source", "list_series", "read_series"]
+
+logger = logging.getLogger(__name__)
+
+#: A folder, one file, or several files.
+Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+#: Slice step of a one-slice volume where the file gives no SliceThickness (mm).
+DEFAULT_SINGLE_SLICE_STEP_MM = 1.0
+
+
+def list_series(source: Source, *, workers: int | None = None) -> list[SeriesFiles]:
+    """The image series found in ``source`` (non-DICOM files and non-image objects skipped).
+
+    Parameters
+    ----------
+    source
+        A folder (searched recursively) or a list of files.
+    workers
+        Threads for reading headers.
+
+    Returns
+    -------
+    list of SeriesFiles
+        One entry per SeriesInstanceUID, the largest first.
+    """
+    return group_by_series(scan_files(collect_paths(source), workers=workers))
+
+
+def _select(series: list[SeriesFiles], wanted: str | None, source: Source) -> SeriesFiles:
+    listing = "\n".join(f"  {s.label()}" for s in series)
+    if not series:
+        raise UnsupportedSeriesError(
+            f"no DICOM image files found in {source}. Point to the folder of one CT series.",
+            series_instance_uid=wanted,
+            reason="no-images",
+        )
+    if wanted is not None:
+        for s in series:
+            if s.series_instance_uid == wanted:
+                return s
+        raise UnsupportedSeriesError(
+            f"no image series with this SeriesInstanceUID in {source}; found:\n{listing}",
+            series_instance_uid=wanted,
+            reason="series-not-found",
+        )
+    if len(series) > 1:
+        raise UnsupportedSeriesError(
+            f"{source} holds {len(series)} image series; choose one with "
+            f"series_instance_uid= (CLI: --series-uid):\n{listing}",
+            reason="several-series",
+        )
+    return series[0]
+
+
+def _ct_files(chosen: SeriesFiles) -> tuple[list[SliceRecord], list[str]]:
+    uid = chosen.series_instance_uid
+    ct = [f for f in chosen.files if f.is_ct_volume_class]
+    other = [f for f in chosen.files if not f.is_ct_volume_class]
+    if not ct:
+        f = chosen.files[0]
+        secondary = f.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7")
+        why = (
+            "Secondary Capture images are screenshots (dose reports, scout views) even when "
+            "their Modality says CT"
+            if secondary
+            else f"only {', '.join(CT_VOLUME_SOP_CLASSES.values())} objects form CT volumes"
+        )
+        raise UnsupportedSeriesError(
+            f"not a CT volume: the series holds {f.sop_class_name} objects (Modality "
+            f"{f.modality or 'absent'}); {why}. Select the series with the CT slices.",
+            series_instance_uid=uid,
+            reason="not-ct-volume",
+        )
+    warnings = []
+    if other:
+        warnings.append(
+            f"ignored {len(other)} non-CT-volume image(s) in the series "
+            f"({', '.join(sorted({f.sop_class_name for f in other}))})"
+        )
+    records = [r for f in ct for r in slices_of(f)]
+    return records, warnings
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _header(ds: Dataset) -> SeriesHeader:
+    number = ds.get("SeriesNumber")
+    return SeriesHeader(
+        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        study_instance_uid=_text(ds, "StudyInstanceUID"),
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
+        patient_sex=_text(ds, "PatientSex"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        study_id=_text(ds, "StudyID"),
+        accession_number=_text(ds, "AccessionNumber"),
+        referring_physician_name=_text(ds, "ReferringPhysicianName"),
+        series_number=int(number) if number not in (None, "") else None,
+        series_description=_text(ds, "SeriesDescription"),
+        modality=_text(ds, "Modality") or "CT",
+        manufacturer=_text(ds, "Manufacturer"),
+        body_part_examined=_text(ds, "BodyPartExamined"),
+    )
+
+
+def _uid_warnings(header: SeriesHeader, records: list[SliceRecord]) -> list[str]:
+    """Anonymisation damage: say which UIDs are empty or were taken from the File Meta."""
+    warnings = []
+    empty = [
+        name
+        for name, value in (
+            ("SeriesInstanceUID", header.series_instance_uid),
+            ("StudyInstanceUID", header.study_instance_uid),
+            ("FrameOfReferenceUID", header.frame_of_reference_uid),
+        )
+        if not value
+    ]
+    if empty:
+        warnings.append(
+            f"missing UIDs: {', '.join(empty)} empty in the files (anonymisation damage?); they "
+            "are left empty, never invented, so no DICOM SEG/SR can reference this series"
+        )
+    from_meta = sum(1 for r in records if r.file.uid_from_file_meta)
+    if from_meta:
+        warnings.append(
+            f"missing UIDs: SOPClassUID/SOPInstanceUID empty in {from_meta} file(s); taken "
+            "from the File Meta Information (Media Storage SOP Class/Instance UID)"
+        )
+    if any(not r.file.sop_instance_uid for r in records):
+        warnings.append("missing UIDs: some images have no SOPInstanceUID at all")
+    return warnings
+
+
+def read_series(
+    source: Source,
+    *,
+    series_instance_uid: str | None = None,
+    allow_tilt: bool = True,
+    workers: int | None = None,
+) -> CTVolume:
+    """Read one DICOM CT series into a :class:`~omas_idc.volume.CTVolume`.
+
+    Parameters
+    ----------
+    source
+        A folder (searched recursively; non-DICOM files and non-image objects are skipped) or
+        a list of files.
+    series_instance_uid
+        The series to read where ``source`` holds several image series.
+    allow_tilt
+        Carry gantry tilt in a sheared affine (default). ``False`` refuses tilted series
+        with ``SeriesGeometryError(reason="tilt")``.
+    workers
+        Threads for reading headers and decoding pixels (default: the number of CPUs).
+
+    Returns
+    -------
+    CTVolume
+        int16 HU (z, y, x) with slice 0 lowest along the slice normal, its geometry, the
+        source SOP instance (and frame) of each slice, header fields and warnings.
+
+    Raises
+    ------
+    UnsupportedSeriesError
+        No images, several series and none chosen, not a CT volume (e.g. Secondary Capture),
+        or pixel data that cannot be decoded.
+    SeriesGeometryError
+        Mixed orientation, sizes or pixel spacing; duplicate positions; gaps; non-uniform
+        spacing; tilt where ``allow_tilt`` is False; missing geometry attributes.
+
+    Notes
+    -----
+    Anonymisation damage: empty SOPClassUID/SOPInstanceUID are taken from the File Meta
+    Information (PS3.10 7.1); empty Series/Study/Frame of Reference UIDs stay empty in the
+    header (never invented) and are reported in ``warnings`` as "missing UIDs"; the encoder
+    refuses to write a SEG for such a series.
+
+    A one-slice volume's slice step is the slice normal times SliceThickness (or
+    :data:`DEFAULT_SINGLE_SLICE_STEP_MM` where absent), so its voxel volume is physical.
+    """
+    series = list_series(source, workers=workers)
+    chosen = _select(series, series_instance_uid, source)
+    uid = chosen.series_instance_uid
+    warnings: list[str] = []
+    records, more = _ct_files(chosen)
+    warnings += more
+    records, more = drop_localizers(records, uid)
+    warnings += more
+    thickness = records[0].slice_thickness
+    step = thickness if thickness and thickness > 0 else DEFAULT_SINGLE_SLICE_STEP_MM
+    ordered, geometry, more = build_geometry(
+        records, uid, allow_tilt=allow_tilt, single_slice_step_mm=step
+    )
+    warnings += more
+    hu, more = decode_volume(ordered, uid, workers=workers)
+    warnings += more
+    header = _header(ordered[0].file.dataset)
+    warnings += [w for w in _uid_warnings(header, ordered) if w not in warnings]
+    warnings = list(dict.fromkeys(warnings))
+    refs = tuple(
+        SourceReference(r.file.sop_class_uid, r.file.sop_instance_uid, r.frame_number)
+        for r in ordered
+    )
+    for w in warnings:
+        logger.warning("series %s: %s", uid or "(empty SeriesInstanceUID)", w)
+    return CTVolume(
+        hu=hu,
+        geometry=geometry,
+        source_refs=refs,
+        header=header,
+        files=tuple(r.file.path for r in ordered),
+        warnings=tuple(warnings),
+    )

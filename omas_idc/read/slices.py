@@ -1,0 +1,137 @@
+"""One record per slice: where it lies, how its stored values map to HU, where its pixels are.
+
+A single-frame CT image gives one record; an Enhanced or Legacy Converted Enhanced CT image
+gives one per frame (see :mod:`omas_idc.read.multiframe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from omas_idc.errors import SeriesGeometryError
+from omas_idc.read.files import DicomFile
+
+__all__ = ["SliceRecord", "slices_of"]
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One slice of a series, before sorting.
+
+    Attributes
+    ----------
+    file
+        The file holding the slice.
+    frame_index
+        0-based frame index in a multi-frame file, ``None`` for single-frame images.
+    orientation, position, pixel_spacing
+        ImageOrientationPatient, ImagePositionPatient and PixelSpacing (PS3.3 C.7.6.2,
+        C.7.6.16.2.1/.3/.4 for the functional groups of multi-frame images).
+    rescale_slope, rescale_intercept
+        Modality LUT of this slice (PS3.3 C.11.1.1.2; C.7.6.16.2.9 for multi-frame).
+    image_type
+        ImageType, or the FrameType of the frame (PS3.3 C.8.15.3.1).
+    slice_thickness
+        SliceThickness in mm where present.
+    """
+
+    file: DicomFile
+    frame_index: int | None
+    orientation: tuple[float, float, float, float, float, float]
+    position: tuple[float, float, float]
+    pixel_spacing: tuple[float, float]
+    rows: int
+    columns: int
+    rescale_slope: float
+    rescale_intercept: float
+    image_type: tuple[str, ...]
+    slice_thickness: float | None
+
+    @property
+    def frame_number(self) -> int | None:
+        """1-based frame number (as in DICOM references), ``None`` for single-frame images."""
+        return None if self.frame_index is None else self.frame_index + 1
+
+    @property
+    def is_localizer(self) -> bool:
+        """ImageType (or FrameType) value 3 is LOCALIZER (PS3.3 C.8.2.1.1.1)."""
+        return "LOCALIZER" in self.image_type
+
+    def where(self) -> str:
+        """The file (and frame) for messages."""
+        frame = f" frame {self.frame_number}" if self.frame_number is not None else ""
+        return f"{self.file.path}{frame}"
+
+
+def float_tuple(value: object, n: int, what: str, where: str, series_uid: str) -> tuple[float, ...]:
+    """``n`` floats from a multi-valued DS, or a SeriesGeometryError naming what is missing."""
+    try:
+        values = tuple(float(v) for v in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as err:
+        raise SeriesGeometryError(
+            f"{what} is missing or not numeric in {where}; a volume cannot be placed in "
+            "patient space without it. Check the export of this series.",
+            series_instance_uid=series_uid,
+            reason="missing-geometry",
+        ) from err
+    if len(values) != n:
+        raise SeriesGeometryError(
+            f"{what} has {len(values)} values instead of {n} in {where}.",
+            series_instance_uid=series_uid,
+            reason="missing-geometry",
+        )
+    return values
+
+
+def optional_float(ds: Dataset, keyword: str) -> float | None:
+    """A numeric attribute, or None where absent or empty."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    return float(value)
+
+
+def image_type_of(value: object) -> tuple[str, ...]:
+    """ImageType/FrameType as an upper-case tuple."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value.upper(),)
+    return tuple(str(v).upper() for v in value)  # type: ignore[attr-defined]
+
+
+def _single_frame(f: DicomFile) -> SliceRecord:
+    ds = f.dataset
+    uid = f.series_instance_uid
+    slope = optional_float(ds, "RescaleSlope")
+    intercept = optional_float(ds, "RescaleIntercept")
+    return SliceRecord(
+        file=f,
+        frame_index=None,
+        orientation=float_tuple(  # type: ignore[arg-type]
+            ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", f.path, uid
+        ),
+        position=float_tuple(  # type: ignore[arg-type]
+            ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", f.path, uid
+        ),
+        pixel_spacing=float_tuple(  # type: ignore[arg-type]
+            ds.get("PixelSpacing"), 2, "PixelSpacing", f.path, uid
+        ),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        rescale_slope=1.0 if slope is None else slope,
+        rescale_intercept=0.0 if intercept is None else intercept,
+        image_type=f.image_type,
+        slice_thickness=optional_float(ds, "SliceThickness"),
+    )
+
+
+def slices_of(f: DicomFile) -> list[SliceRecord]:
+    """The slice records of one CT file (one per frame for multi-frame objects)."""
+    from omas_idc.read.multiframe import frames_of, is_multiframe
+
+    if is_multiframe(f.dataset):
+        return frames_of(f)
+    return [_single_frame(f)]
