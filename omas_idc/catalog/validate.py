@@ -1,0 +1,507 @@
+"""The rules every catalog row must follow, checked against DICOM Part 16 (PS3.16).
+
+Each rule has a short name that :class:`Issue` carries, so that a report (and a test) can say
+which rule a row breaks:
+
+``code``
+    SCT codes are well-formed SNOMED CT concept ids (Verhoeff check digit), no placeholders.
+``part16-meaning``
+    A code that Part 16 has carries Part 16's meaning (the one of CID 7151 for a type).
+``outside-part16``
+    A type code outside Part 16 names the reference mapping that gives it with the same
+    meaning (checked where the reference folder is given); other codes must be in Part 16.
+``category``
+    Categories are members of CID 7150; modifiers of CID 244 (laterality).
+``laterality``
+    The side in the name, the laterality modifier and a sided type meaning agree; a left/right
+    pair shares its type code and differs by the modifier SCT 7771000 / 24028007.
+``entire``
+    No "Entire ..." concept where a "Structure of ..." concept exists (PS3.16 guidance).
+``duplicate``
+    No two structures share their codes (type, modifier, region, region modifier).
+``spelling``
+    Every word of a meaning is a word Part 16 uses (or a listed anatomical term).
+``labels``
+    Every CADS (167) and TotalSegmentator ``total`` (117) label is mapped, exactly once.
+``color``
+    Structures of one label map differ in colour by CIE76 Delta E >= 10.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import itertools
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omas_idc.catalog import part16
+from omas_idc.catalog.model import CODE_FIELDS, Code, Structure
+
+__all__ = [
+    "CADS_TASK_SIZES",
+    "TOTALSEG_TOTAL_SIZE",
+    "Issue",
+    "ValidationReport",
+    "validate_structures",
+]
+
+#: Labels per CADS task (CADS bodyparts_labelmaps.py): 167 in all.
+CADS_TASK_SIZES = {551: 17, 552: 24, 553: 18, 554: 21, 555: 24, 556: 15, 557: 9, 558: 29, 559: 10}
+#: Labels of TotalSegmentator's ``total`` task.
+TOTALSEG_TOTAL_SIZE = 117
+
+LEFT, RIGHT = "7771000", "24028007"
+_SIDE_OF_MODIFIER = {LEFT: "left", RIGHT: "right"}
+
+#: Misspellings found in the public mappings, with their correction.
+KNOWN_MISSPELLINGS = {"minius": "minimus"}
+#: Anatomical words of valid SNOMED CT meanings that no Part 16 meaning uses.
+EXTRA_WORDS = frozenset({"arytenoid", "cochlea", "cricopharyngeus", "psoas", "spongy"})
+#: 'Entire ...' concepts whose meanings in the public mappings hide it, and the replacement.
+KNOWN_ENTIRE = {"181674001": "Entire gluteus maximus muscle: use 206007 (structure of)"}
+_PLACEHOLDERS = frozenset({"", "unknown", "placeholder", "todo", "tbd", "unmapped", "n/a", "none"})
+#: The reference mapping files an outside-Part-16 code may cite, and their column prefixes.
+REFERENCE_FILES = {
+    "cads_snomed_mapping.csv": "SegmentedPropertyTypeCodeSequence.",
+    "totalsegmentator_snomed_mapping.csv": "SegmentedPropertyTypeCodeSequence.",
+    "idc_segmentation_comparison_omas_with_colors.csv": "SegmentedPropertyTypeCodeSequence_",
+}
+MIN_DELTA_E = 10.0
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One broken rule: the structure, the rule's name and what is wrong."""
+
+    name: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: [{self.rule}] {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """The result of :func:`validate_structures`.
+
+    Attributes
+    ----------
+    errors
+        Broken rules; a valid catalog has none.
+    outside_part16
+        Structures whose type is SNOMED CT outside Part 16, with their source.
+    outside_cid7151
+        Structures whose type is in Part 16 but in no segmentation context group.
+    sources_checked
+        Whether the outside-Part-16 sources and the CADS labels were checked against the
+        reference folder.
+    """
+
+    errors: list[Issue] = field(default_factory=list)
+    outside_part16: list[Structure] = field(default_factory=list)
+    outside_cid7151: list[Structure] = field(default_factory=list)
+    sources_checked: bool = False
+
+    def rules_broken(self) -> set[str]:
+        """The names of the rules with at least one issue."""
+        return {issue.rule for issue in self.errors}
+
+
+def _verhoeff_ok(digits: str) -> bool:
+    d = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ]
+    p = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ]
+    check = 0
+    for i, ch in enumerate(reversed(digits)):
+        check = d[check][p[i % 8][int(ch)]]
+    return check == 0
+
+
+def _codes(s: Structure) -> Iterable[tuple[str, Code]]:
+    for name in CODE_FIELDS:
+        code = getattr(s, name)
+        if code is not None:
+            yield name, code
+
+
+def _check_codes(s: Structure, issues: list[Issue]) -> None:
+    for field_name, code in _codes(s):
+        if code.meaning.strip().lower() in _PLACEHOLDERS or code.value.strip().lower() in (
+            _PLACEHOLDERS
+        ):
+            issues.append(Issue(s.name, "code", f"{field_name} {code} is a placeholder"))
+            continue
+        if code.scheme == "SCT":
+            v = code.value
+            if not (
+                v.isdigit() and 6 <= len(v) <= 18 and v[-3:-1] in ("00", "10") and _verhoeff_ok(v)
+            ):
+                issues.append(
+                    Issue(s.name, "code", f"{field_name} {code} is not a SNOMED CT concept id")
+                )
+
+
+def _check_part16(s: Structure, issues: list[Issue], report: ValidationReport) -> None:
+    cid_for = {"category": 7150, "type": 7151, "type_modifier": 244, "region_modifier": 244}
+    for field_name, code in _codes(s):
+        meanings = part16.meanings_for(code.scheme, code.value, cid_for.get(field_name))
+        if not meanings:
+            if field_name != "type":
+                issues.append(
+                    Issue(s.name, "outside-part16", f"{field_name} {code} is not in Part 16")
+                )
+            elif not s.outside_part16_source:
+                issues.append(
+                    Issue(
+                        s.name,
+                        "outside-part16",
+                        f"type {code} is not in Part 16: give the reference mapping that has "
+                        "it in outside_part16_source, or use a Part 16 concept",
+                    )
+                )
+            continue
+        if code.meaning not in meanings:
+            issues.append(
+                Issue(
+                    s.name,
+                    "part16-meaning",
+                    f"{field_name} {code}: Part 16's meaning is {meanings[0]!r}",
+                )
+            )
+        if field_name == "type":
+            if s.outside_part16_source:
+                issues.append(
+                    Issue(
+                        s.name,
+                        "outside-part16",
+                        f"type {code} is in Part 16 but marked as outside it "
+                        f"({s.outside_part16_source}); clear outside_part16_source",
+                    )
+                )
+            in_seg = any(
+                part16.is_segmentation_type_cid(cid)
+                for entry in part16.concepts(code.scheme, code.value)
+                for cid in entry.cids
+            )
+            if not in_seg:
+                report.outside_cid7151.append(s)
+    if (s.category.scheme, s.category.value) not in part16.cid_members(7150):
+        issues.append(Issue(s.name, "category", f"category {s.category} is not in CID 7150"))
+    laterality = part16.cid_members(244) | part16.cid_members(2)
+    for field_name in ("type_modifier", "region_modifier"):
+        code = getattr(s, field_name)
+        if code is not None and (code.scheme, code.value) not in laterality:
+            issues.append(Issue(s.name, "category", f"{field_name} {code} is not in CID 244/2"))
+
+
+def _name_side(name: str) -> str | None:
+    tokens = set(re.split(r"[_\s]+", name.lower()))
+    sides = tokens & {"left", "right"}
+    return sides.pop() if len(sides) == 1 else None
+
+
+def _meaning_side(meaning: str) -> str | None:
+    sides = set(re.findall(r"\b(left|right)\b", meaning.lower()))
+    return sides.pop() if len(sides) == 1 else None
+
+
+def _modifier_side(s: Structure) -> str | None:
+    for code in (s.type_modifier, s.region_modifier):
+        if code is not None and code.value in _SIDE_OF_MODIFIER:
+            return _SIDE_OF_MODIFIER[code.value]
+    return None
+
+
+def _check_laterality(structures: Sequence[Structure], issues: list[Issue]) -> None:
+    by_name = {s.name: s for s in structures}
+    for s in structures:
+        meaning_side = _meaning_side(s.type.meaning)
+        modifier_side = _modifier_side(s)
+        name_side = _name_side(s.name)
+        if meaning_side and modifier_side and meaning_side != modifier_side:
+            issues.append(
+                Issue(
+                    s.name,
+                    "laterality",
+                    f"type {s.type} names the {meaning_side} side but the modifier is "
+                    f"{modifier_side}",
+                )
+            )
+        side = modifier_side or meaning_side
+        if name_side != side:
+            issues.append(
+                Issue(
+                    s.name,
+                    "laterality",
+                    f"the name says {name_side or 'no side'} but the coding says "
+                    f"{side or 'no side'}",
+                )
+            )
+    for s in structures:
+        if not s.name.endswith("_left"):
+            continue
+        other = by_name.get(s.name[: -len("_left")] + "_right")
+        if other is None:
+            continue
+        sided_types = _meaning_side(s.type.meaning) and _meaning_side(other.type.meaning)
+        if sided_types and not (s.type_modifier or other.type_modifier):
+            continue
+        same = (s.type.scheme, s.type.value, s.region) == (
+            other.type.scheme,
+            other.type.value,
+            other.region,
+        )
+        if not same or {_modifier_side(s), _modifier_side(other)} != {"left", "right"}:
+            issues.append(
+                Issue(
+                    s.name,
+                    "laterality",
+                    f"the pair {s.name}/{other.name} must share its type code ({s.type} vs "
+                    f"{other.type}) and differ by the laterality modifier SCT {LEFT}/{RIGHT}",
+                )
+            )
+
+
+def _check_entire(s: Structure, issues: list[Issue]) -> None:
+    for field_name, code in _codes(s):
+        entries = part16.concepts(code.scheme, code.value)
+        in_7151 = any(7151 in e.cids and e.meaning == code.meaning for e in entries)
+        entire_named = code.meaning.lower().startswith("entire") or any(
+            e.meaning.lower().startswith("entire") for e in entries
+        )
+        if code.value in KNOWN_ENTIRE:
+            issues.append(
+                Issue(s.name, "entire", f"{field_name} {code} is {KNOWN_ENTIRE[code.value]}")
+            )
+        elif entire_named and not in_7151:
+            issues.append(
+                Issue(
+                    s.name,
+                    "entire",
+                    f"{field_name} {code} is an 'Entire ...' concept; use the 'Structure of ...' "
+                    "concept (PS3.16 guidance)",
+                )
+            )
+
+
+def _check_spelling(s: Structure, issues: list[Issue]) -> None:
+    known = part16.vocabulary() | EXTRA_WORDS
+    for field_name, code in _codes(s):
+        for word in re.findall(r"[A-Za-z]+", code.meaning):
+            lower = word.lower()
+            if lower in KNOWN_MISSPELLINGS:
+                fix = KNOWN_MISSPELLINGS[lower]
+            elif lower not in known:
+                close = difflib.get_close_matches(lower, known, n=1)
+                fix = close[0] if close else "?"
+            else:
+                continue
+            issues.append(
+                Issue(
+                    s.name,
+                    "spelling",
+                    f"{field_name} {code}: {word!r} is not a word of Part 16 (did you mean "
+                    f"{fix!r}?)",
+                )
+            )
+
+
+def _check_duplicates(structures: Sequence[Structure], issues: list[Issue]) -> None:
+    seen: dict[tuple[str, ...], list[Structure]] = defaultdict(list)
+    for s in structures:
+        seen[tuple(str(k) for k in s.key)].append(s)
+    for same in seen.values():
+        if len(same) > 1:
+            models = sorted({m for s in same for m in s.models()})
+            for s in same[1:]:
+                issues.append(
+                    Issue(
+                        s.name,
+                        "duplicate",
+                        f"coded exactly as {same[0].name} ({s.type}, modifier "
+                        f"{s.type_modifier}); models {models} could not tell them apart",
+                    )
+                )
+
+
+def _check_labels(structures: Sequence[Structure], issues: list[Issue]) -> None:
+    cads: dict[tuple[int, int], list[str]] = defaultdict(list)
+    total: dict[int, list[str]] = defaultdict(list)
+    for s in structures:
+        if s.cads:
+            cads[(s.cads.task, s.cads.label)].append(s.name)
+        if s.totalseg:
+            total[s.totalseg.label].append(s.name)
+    expected = {(t, lab) for t, n in CADS_TASK_SIZES.items() for lab in range(1, n + 1)}
+    for task, label in sorted(expected - cads.keys()):
+        issues.append(Issue(f"cads {task}", "labels", f"label {label} is not mapped"))
+    for task, label in sorted(cads.keys() - expected):
+        issues.append(Issue(f"cads {task}", "labels", f"label {label} is not a CADS label"))
+    for label in sorted(set(range(1, TOTALSEG_TOTAL_SIZE + 1)) - total.keys()):
+        issues.append(Issue("totalseg total", "labels", f"label {label} is not mapped"))
+    for label in sorted(total.keys() - set(range(1, TOTALSEG_TOTAL_SIZE + 1))):
+        issues.append(Issue("totalseg total", "labels", f"{label} is not a `total` label"))
+    for where, names in [*cads.items(), *total.items()]:
+        if len(names) > 1:
+            issues.append(Issue(names[1], "labels", f"label {where} also maps to {names[0]}"))
+
+
+def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    def linear(c: int) -> float:
+        x = c / 255
+        return x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in rgb)
+    xyz = (
+        (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047,
+        0.2126 * r + 0.7152 * g + 0.0722 * b,
+        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883,
+    )
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def delta_e(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """CIE76 colour difference of two 8-bit sRGB colours (about 2.3 is just noticeable)."""
+    return math.dist(_lab(a), _lab(b))
+
+
+def _check_colors(structures: Sequence[Structure], issues: list[Issue]) -> None:
+    label_maps: dict[str, list[Structure]] = defaultdict(list)
+    for s in structures:
+        if s.cads:
+            label_maps[f"cads {s.cads.task}"].append(s)
+        if s.totalseg:
+            label_maps["totalseg total"].append(s)
+    for label_map, members in label_maps.items():
+        for a, b in itertools.combinations(members, 2):
+            if delta_e(a.color_rgb, b.color_rgb) < MIN_DELTA_E:
+                issues.append(
+                    Issue(
+                        b.name,
+                        "color",
+                        f"colour {b.color_rgb} is too close to {a.name}'s {a.color_rgb} in the "
+                        f"{label_map} label map (Delta E < {MIN_DELTA_E:g})",
+                    )
+                )
+
+
+def _reference_types(reference_dir: Path) -> dict[str, set[tuple[str, str]]]:
+    """(code, meaning) pairs each reference mapping gives as a type, misspellings corrected."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for name, prefix in REFERENCE_FILES.items():
+        with (reference_dir / name).open(newline="", encoding="utf-8") as fh:
+            lines = [line for line in fh if not line.startswith('"# ')]
+        pairs = set()
+        for row in csv.DictReader(lines):
+            value = (row.get(prefix + "CodeValue") or "").strip()
+            meaning = (row.get(prefix + "CodeMeaning") or "").strip().lower()
+            for wrong, right in KNOWN_MISSPELLINGS.items():
+                meaning = re.sub(rf"\b{wrong}\b", right, meaning)
+            pairs.add((value, meaning))
+        found[name] = pairs
+    return found
+
+
+def _check_sources(
+    structures: Sequence[Structure], reference_dir: Path, issues: list[Issue]
+) -> None:
+    types = _reference_types(reference_dir)
+    for s in structures:
+        if not s.outside_part16_source:
+            continue
+        for source in (p.strip() for p in s.outside_part16_source.split(";")):
+            if source not in types:
+                issues.append(
+                    Issue(
+                        s.name,
+                        "outside-part16",
+                        f"unknown source {source!r}: cite one of {sorted(types)}",
+                    )
+                )
+            elif (s.type.value, s.type.meaning.lower()) not in types[source]:
+                issues.append(
+                    Issue(
+                        s.name,
+                        "outside-part16",
+                        f"{source} does not give type {s.type} with this meaning",
+                    )
+                )
+    cads_classes = reference_dir / "cads_classes.txt"
+    listed = set()
+    for line in cads_classes.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            _, internal, _, task, label, _ = line.split("\t")
+            listed.add((int(task), int(label), internal))
+    for s in structures:
+        if s.cads and (s.cads.task, s.cads.label, s.cads.name) not in listed:
+            issues.append(
+                Issue(
+                    s.name,
+                    "labels",
+                    f"CADS task {s.cads.task} label {s.cads.label} is not {s.cads.name!r} in "
+                    "cads_classes.txt",
+                )
+            )
+
+
+def validate_structures(
+    structures: Sequence[Structure], *, reference_dir: Path | None = None
+) -> ValidationReport:
+    """Check catalog rows against every rule of the catalog (see the module docstring).
+
+    Parameters
+    ----------
+    structures
+        The rows, for example from :func:`~omas_idc.catalog.read_catalog_csv`.
+    reference_dir
+        ``../shared/reference/coding`` (the public mappings). Where given, the sources cited
+        for outside-Part-16 codes and the CADS label names are checked against it too.
+
+    Returns
+    -------
+    ValidationReport
+        The broken rules, and the structures coded outside Part 16 / outside CID 7151.
+    """
+    report = ValidationReport()
+    issues = report.errors
+    for s in structures:
+        _check_codes(s, issues)
+        _check_part16(s, issues, report)
+        _check_entire(s, issues)
+        _check_spelling(s, issues)
+        if s.outside_part16_source:
+            report.outside_part16.append(s)
+    _check_laterality(structures, issues)
+    _check_duplicates(structures, issues)
+    _check_labels(structures, issues)
+    _check_colors(structures, issues)
+    if reference_dir is not None:
+        _check_sources(structures, reference_dir, issues)
+        report.sources_checked = True
+    return report
