@@ -263,9 +263,9 @@ def _check_laterality(structures: Sequence[Structure], issues: list[Issue]) -> N
                 )
             )
     for s in structures:
-        if not s.name.endswith("_left"):
+        if _name_side(s.name) != "left":
             continue
-        other = by_name.get(s.name[: -len("_left")] + "_right")
+        other = by_name.get(re.sub(r"(^|_)left(_|$)", r"\1right\2", s.name))
         if other is None:
             continue
         sided_types = _meaning_side(s.type.meaning) and _meaning_side(other.type.meaning)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 catalog_app = typer.Typer(
@@ -95,7 +96,7 @@ def validate(
     try:
         structures = read_catalog_csv(csv_path)
     except CatalogError as err:
-        _console.print(f"[red]error:[/] {err}")
+        _console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(1) from err
     report = validate_structures(structures, reference_dir=reference)
     table = Table(title=f"{len(report.outside_part16)} types outside DICOM Part 16")
@@ -112,7 +113,7 @@ def validate(
             "[yellow]sources not checked:[/] no reference folder (--reference-dir) found"
         )
     for issue in report.errors:
-        _console.print(f"[red]error:[/] {issue}", highlight=False)
+        _console.print(f"[red]error:[/] {escape(str(issue))}", highlight=False)
     if report.errors:
         _console.print(f"[red]{len(report.errors)} errors[/] in {csv_path}")
         raise typer.Exit(1)
