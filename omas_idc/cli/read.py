@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from err
         g = volume.geometry
         table = Table(title="CT series", show_header=False)
+        table.add_column("field", no_wrap=True)
+        table.add_column("value", overflow="fold")
         table.add_row("series", volume.series_instance_uid or "(empty SeriesInstanceUID)")
         table.add_row("description", volume.header.series_description)
         table.add_row("size (x, y, z)", f"{g.shape[2]} x {g.shape[1]} x {g.shape[0]}")

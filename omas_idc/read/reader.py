@@ -232,7 +232,7 @@ def read_series(
         for r in ordered
     )
     for w in warnings:
-        logger.warning("series %s: %s", uid or "(empty SeriesInstanceUID)", w)
+        logger.info("series %s: %s", uid or "(empty SeriesInstanceUID)", w)
     return CTVolume(
         hu=hu,
         geometry=geometry,
