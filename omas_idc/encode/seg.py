@@ -110,6 +110,9 @@ def _finish(
     for keyword in ("ContentTime", "SeriesTime", "InstanceCreationTime"):
         if keyword in seg:
             setattr(seg, keyword, provenance.time)
+    for item in seg.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = provenance.date + provenance.time
     seg.SeriesDescription = series_description[:64]
     for item in seg.get("DimensionOrganizationSequence", []):
         item.DimensionOrganizationUID = dimension_uid
