@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 
 from omas_idc import __version__
 from omas_idc.cli import catalog as catalog_commands
+from omas_idc.cli import encode as encode_commands
 from omas_idc.cli import phantom as phantom_commands
 from omas_idc.cli import read as read_commands
 
@@ -51,7 +52,7 @@ def _main(
     )
 
 
-for _module in (phantom_commands, read_commands, catalog_commands):
+for _module in (phantom_commands, read_commands, catalog_commands, encode_commands):
     _module.register(app)
 
 

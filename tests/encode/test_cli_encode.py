@@ -1,0 +1,102 @@
+"""``omas-idc encode``: an existing NIfTI label map becomes a valid SEG on its DICOM series."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+
+from omas_idc.catalog import load_catalog
+from omas_idc.geometry import lps_to_ras
+from omas_idc.read import read_series
+from omas_idc.testing.phantom import PhantomOptions, make_phantom
+from omas_idc.testing.tasks import truth_task_labelmaps
+
+
+def _omas_idc(*args: str) -> subprocess.CompletedProcess[str]:
+    script = shutil.which("omas-idc") or str(Path(sys.executable).with_name("omas-idc"))
+    return subprocess.run([script, *args], capture_output=True, text=True, check=False)
+
+
+def _task_551_nifti(tmp_path: Path, flip_rows: bool) -> tuple[Path, Path, np.ndarray]:
+    phantom = make_phantom(
+        tmp_path / "ct",
+        PhantomOptions(seed=6, shape=(24, 44, 52), pixel_spacing=(7.0, 7.5), slice_spacing=10.0),
+    )
+    (task_551, *_) = truth_task_labelmaps(phantom.labels, phantom.label_names, load_catalog())
+    assert task_551.task == "551"
+    xyz = task_551.array.transpose(2, 1, 0)
+    affine = phantom.geometry.affine.copy()
+    if flip_rows:  # store rows bottom-up, as dcm2niix does
+        affine[:3, 3] += affine[:3, 1] * (xyz.shape[1] - 1)
+        affine[:3, 1] *= -1
+        xyz = xyz[:, ::-1, :]
+    path = tmp_path / "labels.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(xyz), lps_to_ras(affine)), path)
+    return tmp_path / "ct", path, task_551.array
+
+
+def test_encode_writes_a_seg_that_reads_back_equal(tmp_path: Path) -> None:
+    series, labels, truth = _task_551_nifti(tmp_path, flip_rows=True)
+    for layout in ("labelmap", "binary"):
+        result = _omas_idc(
+            "encode",
+            str(series),
+            str(labels),
+            "--task",
+            "551",
+            "--layout",
+            layout,
+            "--out",
+            str(tmp_path / layout),
+            "--timestamp",
+            "2026-02-03T04:05:06",
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        (path,) = (tmp_path / layout).glob("*.dcm")
+        seg = hd.seg.segread(path)
+        volume = read_series(series)
+        uids = [ref.sop_instance_uid for ref in volume.source_refs]
+        array = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=uids, combine_segments=True, relabel=layout == "binary"
+        )
+        if layout == "labelmap":
+            np.testing.assert_array_equal(array, truth)
+        else:
+            np.testing.assert_array_equal(np.asarray(array) > 0, truth > 0)
+        assert seg.ContentDate == "20260203"
+
+
+def test_encode_refuses_labels_the_task_does_not_define(tmp_path: Path) -> None:
+    """Task 557 (brain tissues) has 9 labels; the 551 map uses labels up to 17."""
+    series, labels, _ = _task_551_nifti(tmp_path, flip_rows=False)
+    result = _omas_idc(
+        "encode", str(series), str(labels), "--task", "557", "--out", str(tmp_path / "o")
+    )
+    assert result.returncode != 0
+    assert "does not define" in result.stdout + result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_encode_refuses_a_map_that_would_need_resampling(tmp_path: Path) -> None:
+    series, labels, _ = _task_551_nifti(tmp_path, flip_rows=False)
+    image = nib.load(labels)
+    shifted = image.affine.copy()
+    shifted[:3, 3] += 0.5 * shifted[:3, 0]  # half a voxel
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), shifted), tmp_path / "shifted.nii.gz")
+    result = _omas_idc(
+        "encode",
+        str(series),
+        str(tmp_path / "shifted.nii.gz"),
+        "--task",
+        "551",
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert result.returncode != 0
+    assert "offset" in result.stdout + result.stderr
