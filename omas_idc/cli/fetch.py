@@ -1,0 +1,71 @@
+"""``omas-idc fetch``: download the series of a selection, verified, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fetch(
+    selection: Path = typer.Argument(..., help="Selection parquet written by `omas-idc select`."),
+    out: Path = typer.Option(..., "--out", help="Download root (idc-index's default layout)."),
+    source: str = typer.Option("aws", help="aws or gcs."),
+    endpoint_url: str | None = typer.Option(None, help="Override the S3 endpoint."),
+    workers: int = typer.Option(4, help="Series fetched in parallel."),
+    attempts: int = typer.Option(3, help="Tries per series."),
+    backoff: float = typer.Option(2.0, help="Seconds before the first retry (then doubled)."),
+) -> None:
+    """Download and verify the series of a selection; exit 1 if any series failed."""
+    from omas_idc.errors import FetchError
+    from omas_idc.fetch import FetchOptions, FetchResult, fetch_selection
+    from omas_idc.series_ref import read_selection
+
+    try:
+        refs = read_selection(selection)
+        options = FetchOptions(
+            source=source,
+            endpoint_url=endpoint_url,
+            workers=workers,
+            attempts=attempts,
+            backoff_s=backoff,
+        )
+    except (OSError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from err
+
+    done = 0
+
+    def progress(result: FetchResult) -> None:
+        nonlocal done
+        done += 1
+        colour = "green" if result.ok else "red"
+        err_console.print(
+            f"[{colour}]{done}/{len(refs)} {result.status}[/{colour}] {result.series_instance_uid}"
+        )
+
+    try:
+        results = fetch_selection(refs, out, options, on_result=progress)
+    except FetchError as err:
+        err_console.print(f"[red]fetch refused:[/red] {err}")
+        raise typer.Exit(1) from err
+    failed = [r for r in results if not r.ok]
+    counts = {s: sum(r.status == s for r in results) for s in ("downloaded", "cached", "failed")}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" -> {out}")
+    if failed:
+        table = Table(title="Failed series")
+        for column in ("SeriesInstanceUID", "reason", "message"):
+            table.add_column(column)
+        for r in failed:
+            table.add_row(r.series_instance_uid, r.reason or "", r.message or "")
+        err_console.print(table)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``fetch`` command to ``app``."""
+    app.command("fetch")(fetch)

@@ -1,0 +1,315 @@
+"""Fetch selected series from IDC's bucket: parallel, resumable, verified, retried.
+
+For each series: skip it if a verification marker says it is complete; list its objects
+(``s5cmd ls``) and compare their number with ``instanceCount``; ``s5cmd sync --size-only``
+them into ``<out>/<collection_id>/<PatientID>/<StudyInstanceUID>/<Modality>_<SeriesInstanceUID>/``
+(idc-index's default layout); verify (:mod:`omas_idc.fetch.verify`); write the marker.
+Transient failures (unreachable endpoint, short or damaged files) are retried with exponential
+backoff; one failing series never stops the others: each gets a :class:`FetchResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from omas_idc.errors import FetchError
+from omas_idc.fetch.s5cmd import ENDPOINTS, S5cmd, S5cmdError
+from omas_idc.fetch.verify import check_dicom_file, is_verified, verify_series, write_marker
+from omas_idc.series_ref import SeriesRef
+
+__all__ = ["FetchOptions", "FetchResult", "check_disk_space", "fetch_selection", "fetch_series"]
+
+logger = logging.getLogger(__name__)
+
+#: Reasons worth another attempt; the others (nothing in the bucket, a count that disagrees
+#: with the index) come from an authoritative listing and would fail again.
+RETRYABLE = frozenset({"unreachable", "s5cmd-failed", "size-mismatch", "invalid-dicom"})
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How to fetch.
+
+    Attributes
+    ----------
+    source
+        ``"aws"`` or ``"gcs"``: which copy of IDC's buckets to read.
+    endpoint_url
+        Overrides the source's endpoint (a mirror, or a loopback test server).
+    workers
+        Series fetched in parallel.
+    attempts
+        Tries per series (1 = no retry).
+    backoff_s
+        Wait before the second try; doubled before each further one.
+    s5cmd_retry_count
+        s5cmd's own retries per request.
+    timeout_s
+        Wall-clock limit of one s5cmd call.
+    disk_margin
+        Free space required before starting, as a multiple of the bytes still to download.
+    """
+
+    source: str = "aws"
+    endpoint_url: str | None = None
+    workers: int = 4
+    attempts: int = 3
+    backoff_s: float = 2.0
+    s5cmd_retry_count: int = 2
+    timeout_s: float = 3600.0
+    disk_margin: float = 1.1
+
+    def __post_init__(self) -> None:
+        if self.source not in ENDPOINTS:
+            raise ValueError(f"source must be one of {sorted(ENDPOINTS)}, got {self.source!r}")
+        if self.workers < 1 or self.attempts < 1:
+            raise ValueError("workers and attempts must be at least 1")
+
+    def client(self) -> S5cmd:
+        """The s5cmd wrapper these options describe."""
+        return S5cmd(
+            endpoint_url=self.endpoint_url or ENDPOINTS[self.source],
+            retry_count=self.s5cmd_retry_count,
+            timeout_s=self.timeout_s,
+        )
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of fetching one series.
+
+    Attributes
+    ----------
+    series_instance_uid
+        The series.
+    status
+        ``"downloaded"``, ``"cached"`` (verified earlier, nothing fetched) or ``"failed"``.
+    path
+        The series folder (where it is or would be).
+    files_downloaded
+        Files copied by this call.
+    attempts
+        Tries made (for a failure: the tries allowed).
+    seconds
+        Wall-clock time spent.
+    error_class, reason, message
+        For failures: the error class name (``"FetchError"``), its reason code and text.
+    """
+
+    series_instance_uid: str
+    status: str
+    path: Path
+    files_downloaded: int = 0
+    attempts: int = 0
+    seconds: float = 0.0
+    error_class: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the series is on disk and verified."""
+        return self.status != "failed"
+
+
+def check_disk_space(refs: Sequence[SeriesRef], out_dir: Path, margin: float = 1.1) -> int:
+    """Raise unless ``out_dir``'s disk can hold the series not yet verified there.
+
+    Returns
+    -------
+    int
+        The bytes still to download.
+
+    Raises
+    ------
+    FetchError
+        ``reason="disk-space"`` when the free space is below ``margin`` times that.
+    """
+    needed = sum(r.size_bytes for r in refs if not is_verified(out_dir, r))
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed * margin:
+        raise FetchError(
+            f"{out_dir} has {free / 1e9:.1f} GB free but the {len(refs)} series need "
+            f"{needed / 1e9:.1f} GB (+{(margin - 1) * 100:.0f}% margin). Free space, choose "
+            "another --out, or fetch fewer series (select --limit / --shard).",
+            reason="disk-space",
+        )
+    return needed
+
+
+def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd) -> int:
+    uid = ref.series_instance_uid
+    url = ref.bucket_url(options.source)
+    series_dir = out_dir / ref.relative_dir()
+    try:
+        listing = s5.list_objects(url)
+    except S5cmdError as err:
+        if err.kind == "not-found":
+            raise FetchError(
+                f"no objects at {url} ({s5.endpoint_url}). The index and the bucket disagree "
+                f"(the series was removed after IDC v{ref.idc_version}?): select again with "
+                "the current idc-index.",
+                series_instance_uid=uid,
+                reason="not-found",
+            ) from err
+        raise _s5cmd_fetch_error(err, ref, url, s5) from err
+    if len(listing) != ref.instance_count:
+        raise FetchError(
+            f"the bucket lists {len(listing)} objects at {url} but the index says "
+            f"{ref.instance_count} instances: objects are missing (or the selection comes "
+            f"from another IDC version than v{ref.idc_version}). Select again with the current "
+            "idc-index; report a persistent mismatch to IDC.",
+            series_instance_uid=uid,
+            reason="count-mismatch",
+        )
+    try:
+        copied = s5.sync(url, series_dir)
+    except S5cmdError as err:
+        raise _s5cmd_fetch_error(err, ref, url, s5) from err
+    try:
+        files = verify_series(ref, series_dir, listing)
+    except FetchError as err:
+        if err.reason == "invalid-dicom":
+            # sync --size-only would keep a same-size damaged file: remove bad files so that
+            # the next attempt downloads them again.
+            for name in listing:
+                file = series_dir / name
+                if file.is_file() and check_dicom_file(file, uid) is not None:
+                    file.unlink()
+        raise
+    write_marker(out_dir, ref, files)
+    return copied
+
+
+def _s5cmd_fetch_error(err: S5cmdError, ref: SeriesRef, url: str, s5: S5cmd) -> FetchError:
+    if err.kind == "unreachable":
+        return FetchError(
+            f"the endpoint {s5.endpoint_url} could not be reached for {url}: {err.message}. "
+            "Check the network (or --endpoint-url), or try --source gcs.",
+            series_instance_uid=ref.series_instance_uid,
+            reason="unreachable",
+        )
+    return FetchError(
+        f"s5cmd failed on {url} ({s5.endpoint_url}): {err.message}",
+        series_instance_uid=ref.series_instance_uid,
+        reason="s5cmd-failed",
+    )
+
+
+def fetch_series(ref: SeriesRef, out_dir: Path, options: FetchOptions | None = None) -> FetchResult:
+    """Fetch and verify one series, retrying transient failures with backoff.
+
+    Returns
+    -------
+    FetchResult
+        ``status="cached"`` when it verified earlier (nothing is fetched).
+
+    Raises
+    ------
+    FetchError
+        When the last attempt failed; ``reason`` says why (``"not-found"``,
+        ``"count-mismatch"``, ``"unreachable"``, ``"size-mismatch"``, ``"invalid-dicom"``,
+        ``"s5cmd-failed"``).
+    """
+    options = options or FetchOptions()
+    series_dir = out_dir / ref.relative_dir()
+    start = time.monotonic()
+    if is_verified(out_dir, ref):
+        return FetchResult(ref.series_instance_uid, "cached", series_dir)
+    s5 = options.client()
+    delay = options.backoff_s
+    for attempt in range(1, options.attempts + 1):
+        try:
+            copied = _fetch_once(ref, out_dir, options, s5)
+        except FetchError as err:
+            if attempt == options.attempts or err.reason not in RETRYABLE:
+                raise
+            logger.warning(
+                "series %s: attempt %d failed (%s); retrying in %.1f s",
+                ref.series_instance_uid,
+                attempt,
+                err.reason,
+                delay,
+            )
+            time.sleep(delay)
+            delay *= 2
+            continue
+        return FetchResult(
+            ref.series_instance_uid,
+            "downloaded",
+            series_dir,
+            files_downloaded=copied,
+            attempts=attempt,
+            seconds=time.monotonic() - start,
+        )
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def fetch_selection(
+    refs: Sequence[SeriesRef],
+    out_dir: Path,
+    options: FetchOptions | None = None,
+    *,
+    on_result: Callable[[FetchResult], None] | None = None,
+) -> list[FetchResult]:
+    """Fetch many series in parallel; a failing series is recorded, never fatal to others.
+
+    Parameters
+    ----------
+    refs
+        The series (a selection).
+    out_dir
+        The download root.
+    options
+        How to fetch.
+    on_result
+        Called with each result as it completes (progress display).
+
+    Returns
+    -------
+    list of FetchResult
+        One per series, in the order of ``refs``.
+
+    Raises
+    ------
+    FetchError
+        Before anything is downloaded, if the disk cannot hold the selection
+        (``reason="disk-space"``).
+    """
+    options = options or FetchOptions()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    needed = check_disk_space(refs, out_dir, options.disk_margin)
+    logger.info("fetching %d series (%.2f GB to download)", len(refs), needed / 1e9)
+
+    def run(ref: SeriesRef) -> FetchResult:
+        start = time.monotonic()
+        try:
+            result = fetch_series(ref, out_dir, options)
+        except Exception as err:  # noqa: BLE001 - the one place that isolates a failing series
+            fetch_error = err if isinstance(err, FetchError) else None
+            result = FetchResult(
+                ref.series_instance_uid,
+                "failed",
+                out_dir / ref.relative_dir(),
+                attempts=options.attempts,
+                seconds=time.monotonic() - start,
+                error_class=type(err).__name__,
+                reason=fetch_error.reason if fetch_error else "unexpected",
+                message=str(err),
+            )
+            logger.error("%s", err)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        return list(pool.map(run, refs))
