@@ -16,8 +16,10 @@ from rich.logging import RichHandler
 from omas_idc import __version__
 from omas_idc.cli import catalog as catalog_commands
 from omas_idc.cli import encode as encode_commands
+from omas_idc.cli import fetch as fetch_commands
 from omas_idc.cli import phantom as phantom_commands
 from omas_idc.cli import read as read_commands
+from omas_idc.cli import select as select_commands
 
 app = typer.Typer(
     name="omas-idc",
@@ -52,7 +54,14 @@ def _main(
     )
 
 
-for _module in (phantom_commands, read_commands, catalog_commands, encode_commands):
+for _module in (
+    phantom_commands,
+    read_commands,
+    catalog_commands,
+    encode_commands,
+    select_commands,
+    fetch_commands,
+):
     _module.register(app)
 
 
