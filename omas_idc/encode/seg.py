@@ -36,6 +36,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from omas_idc.catalog.model import Catalog, Structure
+from omas_idc.encode.binary_merge import merge_binary_segmentations
 from omas_idc.encode.provenance import Provenance
 from omas_idc.encode.segments import algorithm_identification, segment_description
 from omas_idc.encode.sources import load_source_datasets
@@ -277,23 +278,37 @@ def encode_binary(
         return None
     members.sort(key=lambda m: (rank[m[0].name], m[1].task, m[2]))
     algorithm = algorithm_identification(provenance)
-    masks = np.zeros((*volume.shape, len(members)), dtype=np.bool_)
-    descriptions = []
-    for number, (structure, labelmap, value) in enumerate(members, start=1):
-        masks[..., number - 1] = labelmap.array == value
-        descriptions.append(segment_description(number, structure, provenance, algorithm))
-    seg = _segmentation(
-        sources,
-        _frames(volume, masks),
-        "BINARY",
-        descriptions,
-        provenance.uid(series_uid, "binary", "series"),
-        provenance.uid(series_uid, "binary", "instance"),
-        series_number_for(volume.header.series_number, 0),
-        provenance,
-        ExplicitVRLittleEndian,
-        volume,
-    )
+    # One BINARY SEG per task from its label map (no overlap within a task), then merged.
+    tasks = list(dict.fromkeys(m[1].task for m in members))
+    parts: list[hd.seg.Segmentation] = []
+    local_numbers: dict[tuple[str, int], tuple[int, int]] = {}
+    for part_index, task in enumerate(tasks):
+        task_members = [m for m in members if m[1].task == task]
+        labelmap = task_members[0][1]
+        lookup = np.zeros(int(labelmap.array.max()) + 1, dtype=np.uint16)
+        descriptions = []
+        for local, (structure, _, value) in enumerate(task_members, start=1):
+            lookup[value] = local
+            local_numbers[(task, value)] = (part_index, local)
+            descriptions.append(segment_description(local, structure, provenance, algorithm))
+        local_array = lookup[labelmap.array]
+        if len(task_members) < 256:
+            local_array = local_array.astype(np.uint8)
+        parts.append(
+            _segmentation(
+                sources,
+                _frames(volume, local_array),
+                "BINARY",
+                descriptions,
+                provenance.uid(series_uid, "binary", "series"),
+                provenance.uid(series_uid, "binary", "instance"),
+                series_number_for(volume.header.series_number, 0),
+                provenance,
+                ExplicitVRLittleEndian,
+                volume,
+            )
+        )
+    seg = merge_binary_segmentations(parts, [local_numbers[(m[1].task, m[2])] for m in members])
     return EncodedSeg(
         dataset=_finish(
             seg,
