@@ -1,0 +1,135 @@
+"""A real S3 protocol server on loopback (moto_server) holding phantom series as IDC lays them out."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omas_idc.series_ref import SeriesRef
+from omas_idc.testing.phantom import PhantomOptions, make_phantom
+
+BUCKET = "idc-open-data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    """A loopback endpoint on which nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of a moto_server this session starts and stops."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3(s3_endpoint: str) -> Any:
+    """A boto3 client (dummy credentials) with IDC's bucket, publicly readable."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+            }
+        ],
+    }
+    client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
+    return client
+
+
+@dataclass(frozen=True)
+class BucketSeries:
+    """A phantom series uploaded as ``<crdc_series_uuid>/<instance uuid>.dcm``."""
+
+    ref: SeriesRef
+    objects: dict[str, bytes]
+
+
+@pytest.fixture(scope="session")
+def upload_phantom(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``upload_phantom(seed, damage=None)``: upload a phantom series; return its SeriesRef.
+
+    ``damage="missing"`` leaves one object out of the bucket; ``damage="truncated"`` uploads
+    one object cut in half. The SeriesRef always states the full instance count.
+    """
+
+    def upload(seed: int, damage: str | None = None, slices: int = 5) -> BucketSeries:
+        folder = tmp_path_factory.mktemp(f"phantom{seed}")
+        phantom = make_phantom(folder, PhantomOptions(seed=seed, shape=(slices, 12, 12)))
+        crdc = str(uuid.uuid5(uuid.NAMESPACE_OID, phantom.series_instance_uid))
+        objects = {}
+        for i, file in enumerate(sorted(phantom.files)):
+            name = f"{uuid.uuid5(uuid.NAMESPACE_OID, f'{crdc}/{i}')}.dcm"
+            objects[name] = Path(file).read_bytes()
+        names = sorted(objects)
+        if damage == "truncated":
+            objects[names[0]] = objects[names[0]][: len(objects[names[0]]) // 2]
+        for name in names:
+            if damage == "missing" and name == names[-1]:
+                continue
+            s3.put_object(Bucket=BUCKET, Key=f"{crdc}/{name}", Body=objects[name])
+        ref = SeriesRef(
+            series_instance_uid=phantom.series_instance_uid,
+            study_instance_uid=phantom.study_instance_uid,
+            patient_id=f"PHANTOM-{seed}",
+            collection_id="phantom_collection",
+            modality="CT",
+            crdc_series_uuid=crdc,
+            instance_count=len(names),
+            size_bytes=sum(len(b) for b in objects.values()),
+            aws_bucket=BUCKET,
+            idc_version=25,
+        )
+        return BucketSeries(ref, objects)
+
+    return upload
