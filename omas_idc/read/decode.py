@@ -76,6 +76,13 @@ def stored_to_hu(
         HU rounded to the nearest integer and clipped to int16, and the number of clipped
         voxels.
     """
+    if slope == 1.0 and float(intercept).is_integer() and padding is None and stored.size:
+        low, high = int(stored.min()) + int(intercept), int(stored.max()) + int(intercept)
+        if _INT16_MIN <= low and high <= _INT16_MAX:
+            # The common case, without temporaries: integer offset that stays in int16.
+            out = np.empty(stored.shape, dtype=np.int16)
+            np.add(stored, np.int32(intercept), out=out, casting="unsafe")
+            return out, 0
     if slope == 1.0 and float(intercept).is_integer():
         hu = stored.astype(np.int32) + int(intercept)
     else:
@@ -86,6 +93,35 @@ def stored_to_hu(
     if clipped:
         hu = np.clip(hu, _INT16_MIN, _INT16_MAX)
     return hu.astype(np.int16), clipped
+
+
+#: Native little-endian syntaxes whose 16-bit pixel data numpy reads without a decoder.
+_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def _native_frames(ds: Dataset, ts: UID) -> npt.NDArray[np.integer] | None:
+    """Frames of uncompressed 16-bit little-endian pixel data, or None for other encodings.
+
+    A fast path around pydicom's decoder for the most common CT encoding; pydicom handles
+    everything else (and whatever this path does not recognise).
+    """
+    if ts not in _NATIVE_LITTLE_ENDIAN or int(ds.get("BitsAllocated", 0)) != 16:
+        return None
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    data = ds.PixelData
+    if len(data) < rows * columns * frames * 2:
+        return None
+    dtype = np.dtype("<i2" if int(ds.get("PixelRepresentation", 0)) == 1 else "<u2")
+    stored = np.frombuffer(data, dtype=dtype, count=rows * columns * frames)
+    bits_stored = int(ds.get("BitsStored", 16))
+    if bits_stored < 16:
+        # Bits above BitsStored are not part of the value (PS3.5 8.1.1): mask or sign-extend.
+        shift = 16 - bits_stored
+        stored = (
+            (stored << shift) >> shift if dtype.kind == "i" else stored & ((1 << bits_stored) - 1)
+        )
+    return stored.reshape(frames, rows, columns)
 
 
 def _decode_file(
@@ -108,7 +144,9 @@ def _decode_file(
         )
     ts = UID(f.transfer_syntax_uid)
     try:
-        stored = pydicom.pixels.pixel_array(ds, raw=True)
+        stored = _native_frames(ds, ts)
+        if stored is None:
+            stored = pydicom.pixels.pixel_array(ds, raw=True)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, EOFError) as err:
         raise UnsupportedSeriesError(
             f"the pixel data of {f.path} cannot be decoded: transfer syntax "
