@@ -1,4 +1,4 @@
-"""A real S3 protocol server on loopback (moto_server) holding phantom series as IDC lays them out."""
+"""A loopback S3 server (moto_server) holding phantom series laid out as in IDC's bucket."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def test_series_downloads_in_idc_index_layout_and_verifies(
         / ref.study_instance_uid
         / f"CT_{ref.series_instance_uid}"
     )
-    assert result.ok and result.status == "downloaded"
+    assert result.ok
+    assert result.status == "downloaded"
     assert result.path == expected_dir
     assert result.files_downloaded == ref.instance_count
     assert sorted(p.name for p in expected_dir.iterdir()) == sorted(series.objects)
@@ -143,5 +144,6 @@ def test_cli_fetch_reports_failures_and_exit_status(
     write_selection([good, missing], selection)
     failed = CliRunner().invoke(app, args)
     assert failed.exit_code == 1
-    assert "1 cached" in failed.output and "1 failed" in failed.output
+    assert "1 cached" in failed.output
+    assert "1 failed" in failed.output
     assert missing.series_instance_uid in failed.output
