@@ -105,7 +105,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         with torch.serialization.safe_globals(list(NNUNET_CHECKPOINT_GLOBALS)):
             raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ...
+    except Exception as err:
         raise ModelError(
             f"refusing to load checkpoint {path}: it is not a plain nnU-Net checkpoint "
             f"(tensors, containers and numpy scalars only). torch said: {err}. "

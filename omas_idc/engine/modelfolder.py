@@ -170,9 +170,7 @@ def _resolve_configuration(plans: Mapping[str, Any], name: str) -> dict[str, Any
     """A configuration with ``inherits_from`` resolved, as nnU-Net's PlansManager does."""
     configs = plans.get("configurations", {})
     if name not in configs:
-        raise ModelError(
-            f"configuration {name!r} not in plans.json (available: {sorted(configs)})"
-        )
+        raise ModelError(f"configuration {name!r} not in plans.json (available: {sorted(configs)})")
     config = deepcopy(configs[name])
     if "inherits_from" in config:
         parent = _resolve_configuration(plans, config.pop("inherits_from"))
@@ -250,7 +248,7 @@ def load_model_folder(
     channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
     if len(channels) != 1:
         raise ModelError(f"{path}: models with {len(channels)} input channels are not supported")
-    norm = list(config.get("normalization_schemes", ["CTNormalization"]))[0]
+    norm = next(iter(config.get("normalization_schemes", ["CTNormalization"])))
     if norm not in ("CTNormalization", "NoNormalization"):
         raise ModelError(
             f"{path}: normalisation {norm!r} is not supported (CTNormalization, NoNormalization)"
@@ -272,7 +270,7 @@ def load_model_folder(
         patch_size=(patch[0], patch[1], patch[2]),
         spacing=tuple(float(v) for v in config["spacing"]),  # type: ignore[arg-type]
         normalization=norm,
-        use_mask_for_norm=bool(list(config.get("use_mask_for_norm", [False]))[0]),
+        use_mask_for_norm=bool(next(iter(config.get("use_mask_for_norm", [False])))),
         data_resampling=_resampling(config, "data"),
         probability_resampling=_resampling(config, "probabilities"),
         network_class=str(arch["network_class_name"]),
@@ -282,9 +280,7 @@ def load_model_folder(
     if model_config.use_mask_for_norm:
         raise ModelError(f"{path}: use_mask_for_norm=True is not supported")
     available = sorted(
-        p.name[len("fold_") :]
-        for p in path.glob("fold_*")
-        if (p / checkpoint_name).is_file()
+        p.name[len("fold_") :] for p in path.glob("fold_*") if (p / checkpoint_name).is_file()
     )
     if folds is None:
         chosen = tuple(available)

@@ -102,11 +102,15 @@ class SyntheticModel:
                 f"architecture must be one of {sorted(_ARCHITECTURES)}, got {self.architecture!r}"
             )
         if self.weights not in ("random", "threshold"):
-            raise ConfigurationError(f"weights must be 'random' or 'threshold', not {self.weights!r}")
+            raise ConfigurationError(
+                f"weights must be 'random' or 'threshold', not {self.weights!r}"
+            )
         if self.weights == "threshold" and len(self.thresholds_hu) != len(self.labels):
             raise ConfigurationError("threshold weights need one threshold per label")
         if sorted(self.transpose_forward) != [0, 1, 2]:
-            raise ConfigurationError(f"transpose_forward {self.transpose_forward} is no permutation")
+            raise ConfigurationError(
+                f"transpose_forward {self.transpose_forward} is no permutation"
+            )
 
     @property
     def folder_name(self) -> str:
@@ -153,13 +157,25 @@ def _plans(spec: SyntheticModel) -> dict[str, Any]:
     resampling = {
         "resampling_fn_data": "resample_data_or_seg_to_shape",
         "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0,
-                                      "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0,
-                                     "force_separate_z": None},
+        "resampling_fn_data_kwargs": {
+            "is_seg": False,
+            "order": 3,
+            "order_z": 0,
+            "force_separate_z": None,
+        },
+        "resampling_fn_seg_kwargs": {
+            "is_seg": True,
+            "order": 1,
+            "order_z": 0,
+            "force_separate_z": None,
+        },
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                               "force_separate_z": None},
+        "resampling_fn_probabilities_kwargs": {
+            "is_seg": False,
+            "order": 1,
+            "order_z": 0,
+            "force_separate_z": None,
+        },
     }
     return {
         "dataset_name": f"Dataset{spec.dataset_id:03d}_{spec.dataset_name}",
@@ -191,8 +207,15 @@ def _plans(spec: SyntheticModel) -> dict[str, Any]:
         "experiment_planner_used": "ExperimentPlanner",
         "label_manager": "LabelManager",
         "foreground_intensity_properties_per_channel": {
-            "0": {"max": 3000.0, "mean": mean, "median": mean, "min": -1024.0,
-                  "percentile_00_5": p005, "percentile_99_5": p995, "std": std}
+            "0": {
+                "max": 3000.0,
+                "mean": mean,
+                "median": mean,
+                "min": -1024.0,
+                "percentile_00_5": p005,
+                "percentile_99_5": p995,
+                "std": std,
+            }
         },
     }
 
@@ -208,10 +231,12 @@ def _threshold_weights(network: nn.Module, spec: SyntheticModel) -> None:
         # encoder stage (PlainConvUNet) or the stem (ResidualEncoderUNet, whose residual blocks
         # then pass it on through their identity skips), and in the last decoder stage from
         # the skip connection, which follows the upsampled features in the concatenation.
-        encoder: Any = network.encoder  # type: ignore[union-attr]
-        decoder: Any = network.decoder  # type: ignore[union-attr]
-        first = encoder.stem.convs if getattr(encoder, "stem", None) is not None else (
-            encoder.stages[0][0].convs
+        encoder: Any = network.encoder
+        decoder: Any = network.decoder
+        first = (
+            encoder.stem.convs
+            if getattr(encoder, "stem", None) is not None
+            else (encoder.stages[0][0].convs)
         )
         for conv_block in first:
             conv_block.conv.weight[0, 0, 1, 1, 1] = 1.0
@@ -226,7 +251,10 @@ def _threshold_weights(network: nn.Module, spec: SyntheticModel) -> None:
 
 
 def _checkpoint(
-    network: nn.Module, spec: SyntheticModel, plans: dict[str, Any], dataset: dict[str, Any],
+    network: nn.Module,
+    spec: SyntheticModel,
+    plans: dict[str, Any],
+    dataset: dict[str, Any],
     fold: str,
 ) -> dict[str, Any]:
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.99, nesterov=True)
@@ -323,8 +351,8 @@ def _config_for_build(plans: dict[str, Any], arch: dict[str, Any]) -> ModelConfi
     config = plans["configurations"]["3d_fullres"]
     return ModelConfiguration(
         name="3d_fullres",
-        patch_size=tuple(config["patch_size"]),  # type: ignore[arg-type]
-        spacing=tuple(config["spacing"]),  # type: ignore[arg-type]
+        patch_size=tuple(config["patch_size"]),
+        spacing=tuple(config["spacing"]),
         normalization="CTNormalization",
         use_mask_for_norm=False,
         data_resampling=ResamplingSpec(),
@@ -333,4 +361,3 @@ def _config_for_build(plans: dict[str, Any], arch: dict[str, Any]) -> ModelConfi
         network_kwargs=arch["arch_kwargs"],
         network_kwargs_import=tuple(arch["_kw_requires_import"]),
     )
-

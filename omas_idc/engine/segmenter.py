@@ -1,0 +1,568 @@
+"""The batched segmenter: CTVolumes in, one TaskLabelMap per task out, on the source grid.
+
+Producer/consumer: :meth:`Segmenter.submit` queues a volume and returns a future; one worker
+thread owns the compute device, preprocesses each series (reorientation, wrapper resampling,
+nnU-Net preprocessing per group of tasks sharing plans), and fills batches with tiles from the
+series in flight, several series and several tasks per batch: the tiles of a group go through
+every network (task x fold) of that group. The caller reads series n+1 and encodes series n-1
+meanwhile. Accumulators of the series in flight are bounded by ``memory_limit_gb``; a series
+that cannot fit alone fails with :class:`~omas_idc.errors.InferenceError`.
+
+Logits exist only at the model resolution, per task. Back on the source grid they are streamed
+``class_chunk`` classes at a time into a running maximum (exactly nnU-Net's resample-then-argmax,
+without all classes at full resolution), or, with ``resample_logits=False``, the argmax is taken
+at model resolution and labels are resampled with nearest neighbour (faster, slightly coarser
+borders).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from omas_idc.engine.card import did_you_mean
+from omas_idc.engine.model import LoadedTask, SegmentationModel
+from omas_idc.engine.modelfolder import ResamplingSpec
+from omas_idc.engine.preprocessing import (
+    CanonicalOrientation,
+    body_bbox,
+    ct_normalize,
+    nonzero_bbox,
+)
+from omas_idc.engine.recipes import postprocess
+from omas_idc.engine.resampling import compute_new_shape, resample, resample_axis
+from omas_idc.engine.sliding_window import WindowGrid, gaussian_importance, pad_to_patch
+from omas_idc.errors import ConfigurationError, InferenceError
+from omas_idc.labelmap import TaskLabelMap
+from omas_idc.volume import CTVolume
+
+__all__ = ["Segmenter", "SegmenterConfig", "torch_threads"]
+
+logger = logging.getLogger(__name__)
+
+_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How to run a model.
+
+    Attributes
+    ----------
+    device
+        Compute device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+    output_device
+        Where accumulators live and logits are resampled back (``None``: the compute device).
+    batch_size
+        Tiles per forward pass.
+    tile_step_size
+        Tile overlap step as a fraction of the patch (``None``: the card's, 0.5); larger is
+        faster on CPU.
+    precision
+        ``"auto"`` (float16 autocast on CUDA, float32 elsewhere), ``"fp32"``, ``"fp16"``,
+        ``"bf16"``.
+    memory_limit_gb
+        Bound on the accumulators, tiles and resampling buffers of the series in flight.
+    threads
+        CPU threads for torch while the worker runs (restored after each batch); ``None``
+        leaves torch's setting.
+    body_crop
+        Run the sliding window only inside the body's bounding box (HU > -500 plus 10 mm).
+    resample_logits
+        Resample logits to the source grid before the argmax (nnU-Net); ``False``: argmax at
+        model resolution, nearest-neighbour labels.
+    class_chunk
+        Classes resampled at once when streaming logits back.
+    max_series_in_flight
+        Series preprocessed ahead and mixed in batches.
+    """
+
+    device: str = "cpu"
+    output_device: str | None = None
+    batch_size: int = 2
+    tile_step_size: float | None = None
+    precision: str = "auto"
+    memory_limit_gb: float = 8.0
+    threads: int | None = None
+    body_crop: bool = False
+    resample_logits: bool = True
+    class_chunk: int = 8
+    max_series_in_flight: int = 2
+
+    def __post_init__(self) -> None:
+        if self.precision not in _PRECISIONS:
+            raise did_you_mean(self.precision, _PRECISIONS, "precision")
+        kind = self.device.split(":")[0]
+        if kind not in ("cpu", "cuda", "mps"):
+            raise did_you_mean(kind, ("cpu", "cuda", "mps"), "device")
+        if self.batch_size < 1 or self.class_chunk < 1 or self.max_series_in_flight < 1:
+            raise ConfigurationError("batch_size, class_chunk, max_series_in_flight must be >= 1")
+        if self.tile_step_size is not None and not 0 < self.tile_step_size <= 1:
+            raise ConfigurationError(f"tile_step_size must be in (0, 1], got {self.tile_step_size}")
+        if self.memory_limit_gb <= 0:
+            raise ConfigurationError("memory_limit_gb must be positive")
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for a block and restore them after (no lasting change)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass(eq=False)
+class _Series:
+    volume: CTVolume
+    future: Future[list[TaskLabelMap]]
+    orientation: CanonicalOrientation
+    working: torch.Tensor  # canonical (S, A, R) HU, float32, possibly resampled by a wrapper
+    working_spacing: tuple[float, float, float]
+    canonical_shape: tuple[int, int, int]
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    pending_jobs: int = 0
+    failed: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    series: _Series
+    tasks: list[LoadedTask]
+    key: tuple[object, ...]
+    data: torch.Tensor | None = None
+    grid: WindowGrid | None = None
+    starts: list[tuple[int, int, int]] = field(default_factory=list)
+    next_window: int = 0
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    weight: torch.Tensor | None = None
+    bbox: tuple[slice, slice, slice] | None = None
+    crop_shape: tuple[int, int, int] = (0, 0, 0)
+    crop_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    undo_pad: tuple[slice, ...] = ()
+    nbytes: int = 0
+
+
+class Segmenter:
+    """Runs a :class:`~omas_idc.engine.model.SegmentationModel` on CT volumes.
+
+    Parameters
+    ----------
+    model
+        The loaded model (its networks on ``config.device``).
+    config
+        Run settings.
+
+    Examples
+    --------
+    >>> with Segmenter(model, SegmenterConfig(device="cuda")) as segmenter:  # doctest: +SKIP
+    ...     futures = [segmenter.submit(read_series(d)) for d in folders]
+    ...     for future in futures:
+    ...         encode(future.result())
+    """
+
+    def __init__(self, model: SegmentationModel, config: SegmenterConfig | None = None) -> None:
+        self.model = model
+        self.config = config or SegmenterConfig(device=str(model.device))
+        self.device = torch.device(self.config.device)
+        self.output_device = torch.device(self.config.output_device or self.config.device)
+        if self.device != model.device and self.device.type != model.device.type:
+            raise ConfigurationError(
+                f"model is on {model.device} but the segmenter computes on {self.device}"
+            )
+        self.tile_step_size = self.config.tile_step_size or model.card.tile_step_size
+        groups: dict[tuple[object, ...], list[LoadedTask]] = {}
+        for task in model.tasks:
+            groups.setdefault(task.group_key(), []).append(task)
+        self._groups = groups
+        self._queue: queue.Queue[tuple[CTVolume, Future[list[TaskLabelMap]]] | None] = queue.Queue(
+            maxsize=self.config.max_series_in_flight
+        )
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    def submit(self, volume: CTVolume) -> Future[list[TaskLabelMap]]:
+        """Queue a volume; the future resolves to one label map per task (card order).
+
+        Blocks while ``max_series_in_flight`` volumes are already waiting (back-pressure).
+        """
+        if self._closed:
+            raise InferenceError("segmenter is closed")
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, name="omas-idc-segment", daemon=True)
+            self._worker.start()
+        future: Future[list[TaskLabelMap]] = Future()
+        self._queue.put((volume, future))
+        return future
+
+    def segment(self, volume: CTVolume) -> list[TaskLabelMap]:
+        """Segment one volume (waits for the result)."""
+        return self.submit(volume).result()
+
+    def map(self, volumes: Iterable[CTVolume]) -> Iterator[list[TaskLabelMap]]:
+        """Segment volumes in order, keeping the device busy while results are consumed."""
+        pending: list[Future[list[TaskLabelMap]]] = []
+        for volume in volumes:
+            pending.append(self.submit(volume))
+            while pending and pending[0].done():
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+    def predict_logits(self, volume: CTVolume) -> dict[str, torch.Tensor]:
+        """Fold-averaged logits at model resolution (transposed, cropped), per task.
+
+        For inspection and parity tests; runs synchronously on the calling thread and holds
+        all classes of all tasks at model resolution.
+        """
+        future: Future[list[TaskLabelMap]] = Future()
+        with torch_threads(self.config.threads), torch.inference_mode():
+            series = self._prepare_series(volume, future)
+            out: dict[str, torch.Tensor] = {}
+            for key, tasks in self._groups.items():
+                job = _Job(series=series, tasks=tasks, key=key)
+                self._prepare_job(job)
+                active = [job]
+                while job.next_window < len(job.starts):
+                    self._step_windows(active)
+                if series.failed:
+                    future.result()
+                for task in tasks:
+                    undo = (slice(None), *job.undo_pad)
+                    weight = job.weight[job.undo_pad] * len(task.networks)  # type: ignore[index]
+                    out[task.id] = job.logits[task.id][undo] / weight
+        return out
+
+    def close(self) -> None:
+        """Finish queued work and stop the worker."""
+        if self._worker is not None and not self._closed:
+            self._queue.put(None)
+            self._worker.join()
+        self._closed = True
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- worker ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        waiting: list[_Job] = []
+        active: list[_Job] = []
+        stop = False
+        while True:
+            in_flight = {id(j.series) for j in waiting + active}
+            while not stop and len(in_flight) < self.config.max_series_in_flight:
+                try:
+                    item = self._queue.get(block=not (waiting or active))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                jobs = self._start_series(*item)
+                waiting.extend(jobs)
+                in_flight = {id(j.series) for j in waiting + active}
+            if stop and not waiting and not active:
+                return
+            self._admit(waiting, active)
+            if not active:
+                continue
+            with torch_threads(self.config.threads):
+                self._step(active)
+
+    def _start_series(self, volume: CTVolume, future: Future[list[TaskLabelMap]]) -> list[_Job]:
+        try:
+            with torch_threads(self.config.threads), torch.inference_mode():
+                series = self._prepare_series(volume, future)
+        except Exception as err:  # noqa: BLE001 - isolate the failing series; it gets the error
+            future.set_exception(err)
+            return []
+        jobs = [_Job(series=series, tasks=tasks, key=key) for key, tasks in self._groups.items()]
+        series.pending_jobs = len(jobs)
+        return jobs
+
+    def _prepare_series(self, volume: CTVolume, future: Future[list[TaskLabelMap]]) -> _Series:
+        orientation = CanonicalOrientation.of(volume.geometry)
+        hu = torch.from_numpy(np.ascontiguousarray(volume.hu)).to(self.output_device)
+        canonical = orientation.to_canonical(hu.float())
+        spacing = orientation.spacing
+        working, working_spacing = canonical, spacing
+        wrapper = self.model.card.spacing_mm
+        if wrapper is not None and self.model.card.recipe != "nnunet-native":
+            target = (wrapper, wrapper, wrapper)
+            shape = compute_new_shape(canonical.shape, spacing, target)
+            working = resample(
+                canonical[None], shape, spacing, target, ResamplingSpec(3, 3, False)
+            )[0]
+            working_spacing = target
+        return _Series(
+            volume=volume,
+            future=future,
+            orientation=orientation,
+            working=working,
+            working_spacing=working_spacing,
+            canonical_shape=(canonical.shape[0], canonical.shape[1], canonical.shape[2]),
+        )
+
+    def _job_bytes(self, job: _Job, padded: tuple[int, ...], crop: tuple[int, ...]) -> int:
+        n_model = math.prod(padded)
+        classes = sum(t.folder.num_classes for t in job.tasks)
+        n_crop = math.prod(crop)
+        chunk = min(self.config.class_chunk, max(t.folder.num_classes for t in job.tasks))
+        return 4 * n_model * (classes + 2) + 4 * n_crop * (chunk + 2)
+
+    def _prepare_job(self, job: _Job) -> None:
+        task = job.tasks[0]
+        folder = task.folder
+        config = folder.configuration
+        tf = folder.transpose_forward
+        x = job.series.working.permute(tf)
+        spacing = tuple(job.series.working_spacing[i] for i in tf)
+        box = nonzero_bbox(x)
+        if self.config.body_crop:
+            body = body_bbox(x, (spacing[0], spacing[1], spacing[2]))
+            box = tuple(  # type: ignore[assignment]
+                slice(max(a.start, b.start), max(max(a.start, b.start), min(a.stop, b.stop)))
+                for a, b in zip(box, body, strict=True)
+            )
+        cropped = x[box]
+        crop_shape = (cropped.shape[0], cropped.shape[1], cropped.shape[2])
+        job.bbox, job.crop_shape = box, crop_shape
+        job.crop_spacing = (spacing[0], spacing[1], spacing[2])
+        if 0 in crop_shape:
+            job.data = None
+            return
+        new_shape = compute_new_shape(crop_shape, spacing, config.spacing)
+        normalized = ct_normalize(cropped, folder.intensity)
+        data = resample(
+            normalized[None], new_shape, spacing, config.spacing, config.data_resampling
+        )
+        data, undo = pad_to_patch(data, config.patch_size)
+        job.undo_pad = undo
+        shape = (data.shape[1], data.shape[2], data.shape[3])
+        job.grid = WindowGrid(shape, config.patch_size, self.tile_step_size)
+        job.starts = job.grid.starts()
+        job.data = data.to(self.output_device)
+        job.weight = torch.zeros(shape, device=self.output_device)
+        job.logits = {
+            t.id: torch.zeros((t.folder.num_classes, *shape), device=self.output_device)
+            for t in job.tasks
+        }
+
+    def _admit(self, waiting: list[_Job], active: list[_Job]) -> None:
+        limit = int(self.config.memory_limit_gb * 2**30)
+        used = sum(j.nbytes for j in active)
+        while waiting:
+            job = waiting[0]
+            if job.series.failed:
+                waiting.pop(0)
+                continue
+            estimate = self._estimate(job)
+            if used + estimate > limit and active:
+                return
+            waiting.pop(0)
+            if estimate > limit:
+                self._fail(
+                    job.series,
+                    InferenceError(
+                        f"needs about {estimate / 2**30:.1f} GiB for tasks "
+                        f"{[t.id for t in job.tasks]} at model resolution but memory_limit_gb is "
+                        f"{self.config.memory_limit_gb}; raise the limit, use body_crop, or "
+                        "segment fewer tasks at once",
+                        series_instance_uid=job.series.volume.series_instance_uid,
+                        reason="memory",
+                    ),
+                )
+                continue
+            try:
+                with torch_threads(self.config.threads), torch.inference_mode():
+                    self._prepare_job(job)
+            except Exception as err:  # noqa: BLE001 - isolate the failing series
+                self._fail(job.series, err)
+                continue
+            job.nbytes = estimate
+            used += estimate
+            if job.data is None:
+                self._finish_job(job)
+            else:
+                active.append(job)
+
+    def _estimate(self, job: _Job) -> int:
+        folder = job.tasks[0].folder
+        tf = folder.transpose_forward
+        shape = tuple(job.series.working.shape[i] for i in tf)
+        spacing = tuple(job.series.working_spacing[i] for i in tf)
+        new = compute_new_shape(shape, spacing, folder.configuration.spacing)
+        padded = tuple(max(n, p) for n, p in zip(new, folder.configuration.patch_size, strict=True))
+        return self._job_bytes(job, padded, shape)
+
+    def _fail(self, series: _Series, err: BaseException) -> None:
+        if not series.failed:
+            series.failed = True
+            series.future.set_exception(err)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        precision = self.config.precision
+        if precision == "auto":
+            precision = "fp16" if self.device.type == "cuda" else "fp32"
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def _step(self, active: list[_Job]) -> None:
+        self._step_windows(active)
+        for job in [j for j in active if j.next_window >= len(j.starts)]:
+            active.remove(job)
+            self._finish_job(job)
+
+    def _step_windows(self, active: list[_Job]) -> None:
+        key = active[0].key
+        batch: list[tuple[_Job, tuple[int, int, int]]] = []
+        for job in active:
+            if job.key != key:
+                continue
+            while job.next_window < len(job.starts) and len(batch) < self.config.batch_size:
+                batch.append((job, job.starts[job.next_window]))
+                job.next_window += 1
+            if len(batch) >= self.config.batch_size:
+                break
+        tiles = torch.stack(
+            [
+                job.data[(slice(None), *job.grid.slices(start))]  # type: ignore[index,union-attr]
+                for job, start in batch
+            ]
+        ).to(self.device)
+        tasks = active[0].tasks
+        gaussian = gaussian_importance(tasks[0].folder.configuration.patch_size, self.output_device)
+        try:
+            for task in tasks:
+                total: torch.Tensor | None = None
+                for network in task.networks:
+                    out = self._predict(network, tiles, task.mirror_axes)
+                    total = out if total is None else total + out
+                assert total is not None
+                total = total.to(self.output_device)
+                for i, (job, start) in enumerate(batch):
+                    region = job.grid.slices(start)  # type: ignore[union-attr]
+                    job.logits[task.id][(slice(None), *region)] += total[i] * gaussian
+            for job, start in batch:
+                job.weight[job.grid.slices(start)] += gaussian  # type: ignore[index,union-attr]
+        except Exception as err:  # noqa: BLE001 - isolate the series of this batch
+            for job, _ in batch:
+                self._fail(job.series, err)
+                job.next_window = len(job.starts)
+
+    def _predict(
+        self, network: torch.nn.Module, tiles: torch.Tensor, axes: tuple[int, ...] | None
+    ) -> torch.Tensor:
+        with self._autocast():
+            prediction = network(tiles).float()
+            if axes:
+                dims = [a + 2 for a in axes]
+                combos = [c for n in range(1, len(dims) + 1) for c in _combinations(dims, n)]
+                for combo in combos:
+                    prediction += torch.flip(network(torch.flip(tiles, combo)), combo).float()
+                prediction /= len(combos) + 1
+        return prediction
+
+    def _finish_job(self, job: _Job) -> None:
+        series = job.series
+        try:
+            if not series.failed:
+                with torch_threads(self.config.threads), torch.inference_mode():
+                    for task in job.tasks:
+                        series.labels[task.id] = self._labels_on_working_grid(job, task)
+        except Exception as err:  # noqa: BLE001 - isolate the failing series
+            self._fail(series, err)
+        job.logits.clear()
+        job.data = job.weight = None
+        series.pending_jobs -= 1
+        if series.pending_jobs == 0 and not series.failed:
+            try:
+                with torch_threads(self.config.threads), torch.inference_mode():
+                    series.future.set_result(self._finish_series(series))
+            except Exception as err:  # noqa: BLE001 - isolate the failing series
+                self._fail(series, err)
+
+    def _labels_on_working_grid(self, job: _Job, task: LoadedTask) -> torch.Tensor:
+        folder = task.folder
+        tf = folder.transpose_forward
+        shape_t = tuple(job.series.working.shape[i] for i in tf)
+        dtype = torch.uint8 if folder.num_classes <= 256 else torch.int16
+        full = torch.zeros(shape_t, dtype=dtype, device=self.output_device)
+        if job.data is not None and job.weight is not None:
+            undo = (slice(None), *job.undo_pad)
+            n_folds = len(task.networks)
+            logits = job.logits[task.id]
+            weight = job.weight[job.undo_pad] * n_folds
+            model_spacing = folder.configuration.spacing
+            spec = folder.configuration.probability_resampling
+            if self.config.resample_logits:
+                best = torch.full(job.crop_shape, -torch.inf, device=self.output_device)
+                labels = torch.zeros(job.crop_shape, dtype=torch.long, device=self.output_device)
+                chunk = self.config.class_chunk
+                for c0 in range(0, folder.num_classes, chunk):
+                    part = logits[undo][c0 : c0 + chunk] / weight
+                    part = resample(
+                        part, job.crop_shape, model_spacing, job.crop_spacing, spec, clip=False
+                    )
+                    value, index = part.max(dim=0)
+                    better = value > best
+                    best = torch.where(better, value, best)
+                    labels = torch.where(better, index + c0, labels)
+            else:
+                labels = (logits[undo] / weight).argmax(dim=0)
+                for axis in range(3):
+                    labels = resample_axis(labels.float(), axis, job.crop_shape[axis], 0).long()
+            full[job.bbox] = labels.to(dtype)
+        return full.permute(folder.transpose_backward)
+
+    def _finish_series(self, series: _Series) -> list[TaskLabelMap]:
+        labels = postprocess(self.model, series.labels, series.working_spacing)
+        out = []
+        for task in self.model.tasks:
+            array = labels[task.id]
+            if tuple(array.shape) != series.canonical_shape:
+                for axis in range(3):
+                    array = resample_axis(array.float(), axis, series.canonical_shape[axis], 0)
+            numpy_labels = array.to("cpu").numpy()
+            dtype = np.uint8 if task.folder.num_classes <= 256 else np.uint16
+            source = series.orientation.to_source(numpy_labels.astype(dtype))
+            out.append(
+                TaskLabelMap(
+                    model=self.model.card.name,
+                    task=task.id,
+                    array=source,  # type: ignore[arg-type]
+                    labels=dict(task.folder.labels),
+                    model_version=f"{self.model.card.version}:{self.model.variant}".strip(":"),
+                )
+            )
+        return out
+
+
+def _combinations(items: list[int], n: int) -> list[list[int]]:
+    import itertools
+
+    return [list(c) for c in itertools.combinations(items, n)]

@@ -1,0 +1,100 @@
+"""nnU-Net's sliding window: tile positions, Gaussian importance, padding, accumulation.
+
+The arithmetic follows ``nnunetv2.inference.sliding_window_prediction`` exactly (same steps,
+same Gaussian rounded to float16, same zero padding of small images); accumulation is in float32
+(nnU-Net accumulates in float16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+__all__ = ["WindowGrid", "compute_steps", "gaussian_importance", "pad_to_patch"]
+
+
+def compute_steps(
+    image_size: Sequence[int], tile_size: Sequence[int], tile_step_size: float
+) -> list[list[int]]:
+    """Tile start positions per axis (nnU-Net's ``compute_steps_for_sliding_window``)."""
+    if not 0 < tile_step_size <= 1:
+        raise ValueError(f"tile_step_size must be in (0, 1], got {tile_step_size}")
+    steps = []
+    for size, tile in zip(image_size, tile_size, strict=True):
+        target = tile * tile_step_size
+        n = int(np.ceil((size - tile) / target)) + 1
+        max_step = size - tile
+        actual = max_step / (n - 1) if n > 1 else 99999999999
+        steps.append([int(np.round(actual * i)) for i in range(n)])
+    return steps
+
+
+@lru_cache(maxsize=8)
+def _gaussian_numpy(tile_size: tuple[int, ...], sigma_scale: float, scale: float) -> np.ndarray:
+    tmp = np.zeros(tile_size)
+    tmp[tuple(i // 2 for i in tile_size)] = 1
+    g = gaussian_filter(tmp, [i * sigma_scale for i in tile_size], 0, mode="constant", cval=0)
+    g /= np.max(g) / scale
+    g16 = g.astype(np.float16)
+    g16[g16 == 0] = np.min(g16[g16 != 0])
+    return g16.astype(np.float32)
+
+
+def gaussian_importance(
+    tile_size: Sequence[int],
+    device: torch.device,
+    sigma_scale: float = 1.0 / 8,
+    value_scaling_factor: float = 10.0,
+) -> torch.Tensor:
+    """nnU-Net's Gaussian importance map (float16 values, never zero), as float32."""
+    g = _gaussian_numpy(tuple(int(t) for t in tile_size), sigma_scale, value_scaling_factor)
+    return torch.from_numpy(g).to(device)
+
+
+def pad_to_patch(
+    data: torch.Tensor, patch_size: Sequence[int]
+) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Zero-pad (c, z, y, x) up to the patch size where smaller (``pad_nd_image``).
+
+    Returns the padded tensor and the spatial slices that undo the padding.
+    """
+    shape = data.shape[1:]
+    pads: list[int] = []
+    undo: list[slice] = []
+    for size, patch in zip(shape, patch_size, strict=True):
+        diff = max(0, int(patch) - int(size))
+        below = diff // 2
+        pads.append(below)
+        pads.append(diff - below)
+        undo.append(slice(below, below + int(size)))
+    if not any(pads):
+        return data, tuple(undo)
+    torch_pad: list[int] = []
+    for axis in reversed(range(3)):
+        torch_pad += [pads[2 * axis], pads[2 * axis + 1]]
+    return torch.nn.functional.pad(data, torch_pad, value=0.0), tuple(undo)
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """The tiles covering a (padded) image, in nnU-Net's order (x outermost, as it names it)."""
+
+    image_size: tuple[int, int, int]
+    patch_size: tuple[int, int, int]
+    tile_step_size: float
+
+    def starts(self) -> list[tuple[int, int, int]]:
+        """Tile start corners, in nnU-Net's iteration order."""
+        steps = compute_steps(self.image_size, self.patch_size, self.tile_step_size)
+        return [(a, b, c) for a in steps[0] for b in steps[1] for c in steps[2]]
+
+    def slices(self, start: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+        """The spatial slices of the tile starting at ``start``."""
+        return tuple(  # type: ignore[return-value]
+            slice(s, s + p) for s, p in zip(start, self.patch_size, strict=True)
+        )
