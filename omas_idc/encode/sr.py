@@ -1,0 +1,364 @@
+"""QA results -> one TID 1500 Measurement Report (Comprehensive 3D SR) per source series.
+
+Structure (PS3.16 TID 1500 "Measurement Report"):
+
+- Observer context (TID 1002): the algorithm as a device (DCM 121007), with a Device Observer
+  UID derived from the model, its version and weights variant; VerificationFlag UNVERIFIED.
+- Procedure reported: LN 25045-6 "CT unspecified body region".
+- One TID 1411 "Volumetric ROI Measurements" group per present segment that a SEG holds:
+  tracking identifier (the structure name and a deterministic UID), Referenced Segment (the
+  SEG instance and segment number) with the source series, Finding = the segment's property
+  type, Finding Category = its category, Finding Site with Laterality (CID 244) for lateral
+  structures, and Algorithm Identification (TID 4019). Measurements (TID 1419):
+
+  - Volume (SCT 118565006, UCUM ``ml``), Measurement Method DCM 126030 "Sum of segmented
+    voxel volumes";
+  - Attenuation Coefficient (DCM 112031, UCUM ``[hnsf'U]``) with Derivation (CID 7464) mean
+    SCT 373098007, standard deviation 386136009, minimum 255605001, maximum 56851009,
+    median 373099004, and the 10th and 90th percentiles with the IBSI codes that IDC's
+    radiomics map uses (QG58, 8DWT; ``cloudsegmentator_radiomicsFeaturesMaps.csv``).
+
+  Qualitative evaluations carry each QA check and the segment verdict.
+- A TID 1500 "Qualitative Evaluations" container (UMLS C0034375) with the series verdict.
+
+The QA concepts have no DICOM or SNOMED CT equivalent, so they belong to the private coding
+scheme ``99OMAS`` (PS3.16 section 8.2: private schemes start with ``99``), declared with the
+IBSI scheme in the CodingSchemeIdentificationSequence (PS3.3 C.12.1). Values that exist in
+DICOM (Yes/No of CID 230) are not used for verdicts since pass/warn/fail is three-valued.
+
+UIDs and dates follow from :class:`~omas_idc.encode.provenance.Provenance` (task ``"sr"``):
+writing the same QA twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.sr.codedict import codes
+
+from omas_idc.catalog.model import Catalog, Code, Structure
+from omas_idc.encode.provenance import Provenance, derived_uid
+from omas_idc.encode.seg import series_number_for
+from omas_idc.encode.segments import coded
+from omas_idc.errors import CatalogError, EncodingError
+from omas_idc.qa.records import QARecord, SeriesQA, Status, Verdict
+from omas_idc.volume import CTVolume
+
+__all__ = [
+    "CHECK_CODES",
+    "IBSI_SCHEME",
+    "OMAS_SCHEME",
+    "SR_SERIES_POSITION",
+    "VERDICT_CODES",
+    "encode_sr",
+    "segment_references",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Private coding scheme of the QA concepts (declared in the CodingSchemeIdentificationSequence).
+OMAS_SCHEME = "99OMAS"
+#: Image Biomarker Standardisation Initiative, the percentiles' scheme in IDC's radiomics map.
+IBSI_SCHEME = "IBSI"
+#: Series number position of the SR (see :func:`omas_idc.encode.seg.series_number_for`).
+SR_SERIES_POSITION = 99
+
+#: QA check -> the concept naming its qualitative evaluation.
+CHECK_CODES: dict[str, Code] = {
+    "truncation": Code("QA0001", OMAS_SCHEME, "Field of view truncation check"),
+    "components": Code("QA0002", OMAS_SCHEME, "Connected components check"),
+    "laterality": Code("QA0003", OMAS_SCHEME, "Laterality check"),
+    "plausibility": Code("QA0004", OMAS_SCHEME, "Volume plausibility check"),
+    "minimum_volume": Code("QA0005", OMAS_SCHEME, "Minimum volume check"),
+    "status": Code("QA0006", OMAS_SCHEME, "Expected structure status check"),
+    "segment": Code("QA0010", OMAS_SCHEME, "Segment quality control verdict"),
+    "series": Code("QA0011", OMAS_SCHEME, "Series quality control verdict"),
+}
+#: Verdict -> its value concept.
+VERDICT_CODES: dict[Verdict, Code] = {
+    Verdict.PASS: Code("QA0100", OMAS_SCHEME, "Pass"),
+    Verdict.WARN: Code("QA0101", OMAS_SCHEME, "Warning"),
+    Verdict.FAIL: Code("QA0102", OMAS_SCHEME, "Fail"),
+}
+_ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
+_HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
+_P10 = hd.sr.CodedConcept("QG58", IBSI_SCHEME, "10th percentile")
+_P90 = hd.sr.CodedConcept("8DWT", IBSI_SCHEME, "90th percentile")
+_QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+
+
+def _scheme_item(designator: str, name: str, organization: str) -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = designator
+    item.CodingSchemeName = name
+    item.CodingSchemeResponsibleOrganization = organization
+    return item
+
+
+def segment_references(
+    segs: Sequence[Dataset], catalog: Catalog, series_uid: str = ""
+) -> dict[str, tuple[Dataset, int]]:
+    """Structure name -> (SEG dataset, segment number), matched by the segments' codes.
+
+    A segment is identified by its type, type modifier, region and region modifier codes
+    (never by its label text). Where several SEGs hold the same structure the first wins.
+
+    Raises
+    ------
+    EncodingError
+        If a segment's codes match no catalog structure.
+    """
+    found: dict[str, tuple[Dataset, int]] = {}
+    for seg in segs:
+        for item in seg.SegmentSequence:
+            if int(item.SegmentNumber) == 0:  # LABELMAP background (DCM 125040)
+                continue
+            type_item = item.SegmentedPropertyTypeCodeSequence[0]
+            modifier = type_item.get("SegmentedPropertyTypeModifierCodeSequence")
+            region = item.get("AnatomicRegionSequence")
+            region_modifier = region[0].get("AnatomicRegionModifierSequence") if region else None
+            try:
+                structure = catalog.by_codes(
+                    Code(
+                        str(type_item.CodeValue),
+                        str(type_item.CodingSchemeDesignator),
+                        str(type_item.CodeMeaning),
+                    ),
+                    str(modifier[0].CodeValue) if modifier else None,
+                    region=str(region[0].CodeValue) if region else None,
+                    region_modifier=str(region_modifier[0].CodeValue) if region_modifier else None,
+                )
+            except CatalogError as err:
+                raise EncodingError(
+                    f"SEG {seg.SOPInstanceUID} segment {item.SegmentNumber}: {err.message}",
+                    series_instance_uid=series_uid or None,
+                    reason="unknown-segment",
+                ) from err
+            found.setdefault(structure.name, (seg, int(item.SegmentNumber)))
+    return found
+
+
+def _finding_sites(structure: Structure) -> list[hd.sr.FindingSite] | None:
+    if structure.region is not None and structure.region_modifier is not None:
+        return [
+            hd.sr.FindingSite(coded(structure.region), laterality=coded(structure.region_modifier))
+        ]
+    if structure.type_modifier is not None:
+        return [hd.sr.FindingSite(coded(structure.type), laterality=coded(structure.type_modifier))]
+    return None
+
+
+def _measurements(record: QARecord) -> list[hd.sr.Measurement]:
+    metrics = record.metrics
+    assert metrics is not None
+    attenuation = codes.DCM.AttenuationCoefficient
+    hu = metrics.hu
+    derived = [
+        (codes.SCT.Mean, hu.mean),
+        (codes.SCT.StandardDeviation, hu.std),
+        (codes.SCT.Minimum, hu.minimum),
+        (codes.SCT.Maximum, hu.maximum),
+        (codes.SCT.Median, hu.median),
+        (_P10, hu.p10),
+        (_P90, hu.p90),
+    ]
+    return [
+        hd.sr.Measurement(
+            name=codes.SCT.Volume,
+            value=float(metrics.volume_ml),
+            unit=_ML,
+            method=codes.DCM.SumOfSegmentedVoxelMethodForVolume,
+        ),
+        *(
+            hd.sr.Measurement(name=attenuation, value=float(value), unit=_HU, derivation=code)
+            for code, value in derived
+        ),
+    ]
+
+
+def _evaluations(record: QARecord) -> list[hd.sr.QualitativeEvaluation]:
+    items = [
+        hd.sr.QualitativeEvaluation(coded(CHECK_CODES[f.check]), coded(VERDICT_CODES[f.verdict]))
+        for f in record.findings
+    ]
+    items.append(
+        hd.sr.QualitativeEvaluation(
+            coded(CHECK_CODES["segment"]), coded(VERDICT_CODES[record.verdict])
+        )
+    )
+    return items
+
+
+def _group(
+    record: QARecord,
+    seg: Dataset,
+    number: int,
+    provenance: Provenance,
+    algorithm: hd.sr.AlgorithmIdentification,
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    structure = record.structure
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=provenance.uid(record.series_instance_uid, f"sr-{structure.name}", "tracking"),
+            identifier=structure.name[:64],
+        ),
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=str(seg.SOPClassUID),
+            sop_instance_uid=str(seg.SOPInstanceUID),
+            segment_number=number,
+            source_series=hd.sr.SourceSeriesForSegmentation(record.series_instance_uid),
+        ),
+        finding_type=coded(structure.type),
+        finding_category=coded(structure.category),
+        finding_sites=_finding_sites(structure),
+        algorithm_id=algorithm,
+        measurements=_measurements(record),
+        qualitative_evaluations=_evaluations(record),
+    )
+
+
+def _series_evaluations(qa: SeriesQA) -> hd.sr.ContainerContentItem:
+    container = hd.sr.ContainerContentItem(
+        name=_QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = DicomSequence(
+        [
+            hd.sr.CodeContentItem(
+                name=coded(CHECK_CODES["series"]),
+                value=coded(VERDICT_CODES[qa.verdict]),
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        ]
+    )
+    return container
+
+
+def _finish(sr: hd.sr.Comprehensive3DSR, provenance: Provenance, description: str) -> None:
+    """Replace everything highdicom takes from the clock."""
+    for keyword in ("ContentDate", "SeriesDate", "InstanceCreationDate"):
+        if keyword in sr:
+            setattr(sr, keyword, provenance.date)
+    for keyword in ("ContentTime", "SeriesTime", "InstanceCreationTime"):
+        if keyword in sr:
+            setattr(sr, keyword, provenance.time)
+    for item in sr.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = provenance.date + provenance.time
+    sr.SeriesDescription = description[:64]
+    sr.CodingSchemeIdentificationSequence = [
+        _scheme_item(
+            OMAS_SCHEME,
+            "omas-idc quality control concepts",
+            "omas-idc developers (https://github.com/omas-idc)",
+        ),
+        _scheme_item(
+            IBSI_SCHEME,
+            "Image Biomarker Standardisation Initiative",
+            "IBSI (https://theibsi.github.io)",
+        ),
+    ]
+
+
+def encode_sr(
+    volume: CTVolume,
+    qa: SeriesQA,
+    segs: Sequence[Dataset],
+    catalog: Catalog,
+    provenance: Provenance,
+) -> hd.sr.Comprehensive3DSR:
+    """The TID 1500 Measurement Report of one series' QA (see the module docstring).
+
+    Parameters
+    ----------
+    volume
+        The source series (its SeriesInstanceUID and SeriesNumber).
+    qa
+        The series' QA, from :func:`omas_idc.qa.assess_series`.
+    segs
+        The SEG datasets holding the segments (all task SEGs of the series, or one binary
+        SEG); they are the SR's evidence and give patient and study.
+    catalog
+        Matches the SEGs' segments to structures by their codes.
+    provenance
+        Algorithm, version and timestamp: UIDs and dates follow from it.
+
+    Raises
+    ------
+    EncodingError
+        If no SEG is given, a present structure is in none of the SEGs, or highdicom refuses.
+    """
+    series_uid = volume.series_instance_uid
+    if not segs:
+        raise EncodingError(
+            "a measurement report references SEG segments: pass the series' SEGs",
+            series_instance_uid=series_uid or None,
+            reason="no-seg",
+        )
+    references = segment_references(segs, catalog, series_uid)
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=provenance.name[:64],
+        version=provenance.model_version[:64] or "unknown",
+        family=codes.cid7162.ArtificialIntelligence,
+    )
+    groups = []
+    for record in qa.records:
+        if record.status is not Status.PRESENT:
+            continue
+        if record.name not in references:
+            raise EncodingError(
+                f"{record.name} is present in the label maps but in none of the SEGs given: "
+                "pass the SEGs encoded from the same label maps",
+                series_instance_uid=series_uid or None,
+                reason="segment-not-encoded",
+            )
+        seg, number = references[record.name]
+        groups.append(_group(record, seg, number, provenance, algorithm))
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=derived_uid(
+            "device",
+            provenance.model,
+            provenance.model_version,
+            provenance.weights_variant,
+            provenance.omas_idc_version,
+        ),
+        name=provenance.name[:64],
+        manufacturer_name=provenance.manufacturer[:64],
+        model_name=f"omas-idc {provenance.model}"[:64],
+    )
+    context = hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device, observer_identifying_attributes=device
+        )
+    )
+    try:
+        report = hd.sr.MeasurementReport(
+            observation_context=context,
+            procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+            imaging_measurements=groups,
+        )
+        report[0].ContentSequence.append(_series_evaluations(qa))
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=list(segs),
+            content=report,
+            series_instance_uid=provenance.uid(series_uid, "sr", "series"),
+            series_number=series_number_for(volume.header.series_number, SR_SERIES_POSITION),
+            sop_instance_uid=provenance.uid(series_uid, "sr", "instance"),
+            instance_number=1,
+            manufacturer=provenance.manufacturer,
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+        )
+    except (ValueError, TypeError, AttributeError) as err:
+        raise EncodingError(
+            f"highdicom refused to build the measurement report: {err}",
+            series_instance_uid=series_uid or None,
+            reason="highdicom",
+        ) from err
+    _finish(sr, provenance, f"{provenance.model.upper()} QA measurements")
+    logger.info("series %s: SR with %d measurement groups", series_uid, len(groups))
+    return sr
