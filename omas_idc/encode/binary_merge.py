@@ -74,7 +74,8 @@ def merge_binary_segmentations(
         description.SegmentNumber = number
         descriptions.append(description)
         for frame in frame_index[part_index].get(local, []):
-            item = copy.deepcopy(part.PerFrameFunctionalGroupsSequence[frame])
+            # The parts are discarded after the merge: their items are moved, not copied.
+            item = part.PerFrameFunctionalGroupsSequence[frame]
             identification = copy.deepcopy(_segment_identification(part, item))
             identification.ReferencedSegmentNumber = number
             item.SegmentIdentificationSequence = DicomSequence([identification])

@@ -209,8 +209,9 @@ def encode_labelmaps(
     for labelmap in labelmaps:
         _check_grid(volume, labelmap.array, labelmap.task)
         structures = _resolve(catalog, labelmap, series_uid)
-        present = [v for v in labelmap.present_labels() if v in structures]
-        unknown = sorted(set(labelmap.present_labels()) - set(structures))
+        present_labels = labelmap.present_labels()
+        present = [v for v in present_labels if v in structures]
+        unknown = sorted(set(present_labels) - set(structures))
         if unknown:
             raise EncodingError(
                 f"task {labelmap.task} label map holds values {unknown} that its label table "
@@ -256,6 +257,25 @@ def encode_labelmaps(
     return results
 
 
+def _disjoint_layers(labelmaps: Sequence[TaskLabelMap]) -> list[set[str]]:
+    """Group tasks into layers whose label maps do not overlap (greedy, in task order).
+
+    Within a task labels are exclusive; across tasks they may overlap (CADS: 18 classes). A
+    layer is encoded from one integer label map; several layers are merged afterwards.
+    """
+    layers: list[tuple[set[str], npt.NDArray[np.bool_]]] = []
+    for labelmap in labelmaps:
+        mask = labelmap.array != 0
+        for tasks, occupied in layers:
+            if not np.any(occupied & mask):
+                tasks.add(labelmap.task)
+                occupied |= mask
+                break
+        else:
+            layers.append(({labelmap.task}, mask))
+    return [tasks for tasks, _ in layers]
+
+
 def encode_binary(
     volume: CTVolume,
     labelmaps: Sequence[TaskLabelMap],
@@ -278,26 +298,22 @@ def encode_binary(
         return None
     members.sort(key=lambda m: (rank[m[0].name], m[1].task, m[2]))
     algorithm = algorithm_identification(provenance)
-    # One BINARY SEG per task from its label map (no overlap within a task), then merged.
-    tasks = list(dict.fromkeys(m[1].task for m in members))
+    layers = _disjoint_layers(labelmaps)
     parts: list[hd.seg.Segmentation] = []
     local_numbers: dict[tuple[str, int], tuple[int, int]] = {}
-    for part_index, task in enumerate(tasks):
-        task_members = [m for m in members if m[1].task == task]
-        labelmap = task_members[0][1]
-        lookup = np.zeros(int(labelmap.array.max()) + 1, dtype=np.uint16)
+    for part_index, layer in enumerate(layers):
+        layer_members = [m for m in members if m[1].task in layer]
+        dtype = np.uint8 if len(layer_members) < 256 else np.uint16
+        layer_array = np.zeros(volume.shape, dtype=dtype)
         descriptions = []
-        for local, (structure, _, value) in enumerate(task_members, start=1):
-            lookup[value] = local
-            local_numbers[(task, value)] = (part_index, local)
+        for local, (structure, labelmap, value) in enumerate(layer_members, start=1):
+            layer_array[labelmap.array == value] = local
+            local_numbers[(labelmap.task, value)] = (part_index, local)
             descriptions.append(segment_description(local, structure, provenance, algorithm))
-        local_array = lookup[labelmap.array]
-        if len(task_members) < 256:
-            local_array = local_array.astype(np.uint8)
         parts.append(
             _segmentation(
                 sources,
-                _frames(volume, local_array),
+                _frames(volume, layer_array),
                 "BINARY",
                 descriptions,
                 provenance.uid(series_uid, "binary", "series"),
@@ -308,7 +324,8 @@ def encode_binary(
                 volume,
             )
         )
-    seg = merge_binary_segmentations(parts, [local_numbers[(m[1].task, m[2])] for m in members])
+    order = [local_numbers[(m[1].task, m[2])] for m in members]
+    seg = parts[0] if len(parts) == 1 else merge_binary_segmentations(parts, order)
     return EncodedSeg(
         dataset=_finish(
             seg,

@@ -367,3 +367,39 @@ def test_encoded_seg_lists_what_it_holds(tmp_path: Path, catalog: Catalog) -> No
     names = {s.name for item in encoded for s in item.segments.values()}
     assert {"kidney_left", "kidney_right", "liver", "heart"} <= names
     assert all(item.layout == "labelmap" for item in encoded)
+
+
+def test_binary_layout_keeps_overlapping_segments_of_different_tasks(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """Tasks overlap (CADS: e.g. heart in 556 and its chambers in 553): each segment survives."""
+    phantom, volume = _phantom(tmp_path, **_grid({}))
+    maps = truth_task_labelmaps(phantom.labels, phantom.label_names, catalog)
+    liver = {v: k for k, v in phantom.label_names.items()}["liver"]
+    kidney = {v: k for k, v in phantom.label_names.items()}["kidney_left"]
+    overlap = np.zeros(volume.shape, dtype=np.uint8)
+    overlap[phantom.labels == liver] = 13  # 553/13: an overlapping structure on the liver
+    overlap[phantom.labels == kidney] = 17
+    labels_553 = catalog.labels_for("cads", "553")
+    extra = TaskLabelMap("cads", "553", overlap, {13: labels_553[13].name, 17: labels_553[17].name})
+    maps = [m for m in maps if m.task != "553"] + [extra]
+    encoded = encode_binary(volume, maps, catalog, PROVENANCE)
+    assert encoded is not None
+    path = write_dataset(encoded.dataset, tmp_path / "seg.dcm")
+    assert _dciodvfy_errors(path) == []
+    seg = hd.seg.segread(path)
+    assert seg.SegmentsOverlap == "UNDEFINED"
+    uids = [ref.sop_instance_uid for ref in volume.source_refs]
+    masks = np.asarray(
+        seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, skip_overlap_checks=True)
+    )
+    expected = {(m.task, v): m.array == v for m in maps for v in m.present_labels()}
+    by_structure = {
+        catalog.by_model_label("cads", task, value).name: mask
+        for (task, value), mask in expected.items()
+    }
+    assert len(encoded.segments) == len(expected)
+    for number, structure in encoded.segments.items():
+        np.testing.assert_array_equal(masks[..., number - 1] > 0, by_structure[structure.name])
+    numbers = list(seg.get_segment_numbers())
+    assert numbers == list(range(1, len(expected) + 1))
