@@ -18,6 +18,7 @@ from omas_idc.cli import catalog as catalog_commands
 from omas_idc.cli import encode as encode_commands
 from omas_idc.cli import fetch as fetch_commands
 from omas_idc.cli import phantom as phantom_commands
+from omas_idc.cli import qa as qa_commands
 from omas_idc.cli import read as read_commands
 from omas_idc.cli import select as select_commands
 
@@ -61,6 +62,7 @@ for _module in (
     encode_commands,
     select_commands,
     fetch_commands,
+    qa_commands,
 ):
     _module.register(app)
 
