@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,6 +322,35 @@ class Catalog:
         """The structures of one model task, by label number (background 0 excluded)."""
         task_text = _check_model(model, task)
         return dict(sorted(self._by_label.get((model, task_text), {}).items()))
+
+    def resolve_labels(
+        self, model: str, task: str | int, labels: Mapping[int, str]
+    ) -> dict[int, Structure]:
+        """The structures of a task's labels (value -> model label name).
+
+        For the models the catalog maps (``cads``, ``totalseg``) the label value decides and
+        the name must agree; any other model (a model trained with omas-idc, e.g. the demo
+        model) names its labels by catalog structure name, which decides.
+
+        Raises
+        ------
+        CatalogError
+            If a label is not mapped, or its name disagrees with the catalog.
+        """
+        resolved: dict[int, Structure] = {}
+        for value, name in labels.items():
+            if model in MODELS:
+                structure = self.by_model_label(model, task, int(value))
+                own = structure.cads if model == "cads" else structure.totalseg
+                if own is not None and name not in (own.name, structure.name):
+                    raise CatalogError(
+                        f"{model} task {task} label {value} is {own.name!r} in the catalog, "
+                        f"but the label map calls it {name!r}"
+                    )
+            else:
+                structure = self.by_name(name)
+            resolved[int(value)] = structure
+        return resolved
 
     def by_model_label(self, model: str, task: str | int, label: int | str) -> Structure:
         """The structure a model label maps to.

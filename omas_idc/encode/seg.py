@@ -73,19 +73,15 @@ def series_number_for(source: int | None, position: int) -> int:
 
 
 def _resolve(catalog: Catalog, labelmap: TaskLabelMap, series_uid: str) -> dict[int, Structure]:
-    structures: dict[int, Structure] = {}
-    for value, name in labelmap.labels.items():
-        try:
-            structure = catalog.by_model_label(labelmap.model, labelmap.task, value)
-        except CatalogError as err:
-            raise EncodingError(
-                f"{labelmap.model} task {labelmap.task} label {value} ({name!r}) is not in the "
-                f"structure catalog: {err.message}",
-                series_instance_uid=series_uid,
-                reason="unmapped-label",
-            ) from err
-        structures[value] = structure
-    return structures
+    try:
+        return catalog.resolve_labels(labelmap.model, labelmap.task, labelmap.labels)
+    except CatalogError as err:
+        raise EncodingError(
+            f"{labelmap.model} task {labelmap.task}: a label is not in the structure catalog: "
+            f"{err.message}",
+            series_instance_uid=series_uid,
+            reason="unmapped-label",
+        ) from err
 
 
 def _check_grid(volume: CTVolume, array: npt.NDArray[np.generic], task: str) -> None:

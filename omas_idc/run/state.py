@@ -1,0 +1,235 @@
+"""Run state: one SQLite database on local disk, one row per series (DESIGN.md).
+
+Each row holds the series' status (``pending``, ``running``, ``done``, ``failed``), the stage it
+reached, the number of attempts, the error class, reason and message of the last failure,
+per-stage timings and the output paths. A series is marked ``done`` only after every output
+exists (and, for object storage, after its ``DONE.json`` marker is uploaded). The database
+must live on a local disk: SQLite's locking is unsafe on network or FUSE file systems such as
+a gcsfuse-mounted bucket; where a machine starts fresh, :meth:`RunState.mark_done_from_markers`
+rebuilds the finished part from the outputs' markers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunState", "SeriesState"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    ref TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    stage TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_class TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    timings TEXT NOT NULL DEFAULT '{}',
+    outputs TEXT NOT NULL DEFAULT '[]',
+    updated TEXT NOT NULL DEFAULT ''
+);
+"""
+STATUSES = ("pending", "running", "done", "failed")
+
+
+@dataclass(frozen=True)
+class SeriesState:
+    """One row of the run state."""
+
+    series_uid: str
+    position: int
+    ref: dict[str, Any]
+    status: str
+    stage: str
+    attempts: int
+    error_class: str
+    reason: str
+    message: str
+    timings: dict[str, float]
+    outputs: list[str]
+
+
+class RunState:
+    """The run's SQLite state (thread-safe: one connection guarded by a lock).
+
+    Parameters
+    ----------
+    path
+        The database file, on a local disk.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RunState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- metadata -------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A stored run property, or ``None``."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is there already; return the stored one.
+
+        The run's start time is kept this way, so a resumed run writes the same timestamps.
+        """
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0])
+
+    # -- series ---------------------------------------------------------------------------
+    def add_series(self, refs: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Register series (uid, reference record) in order; known series are left as they are.
+
+        Returns the number of new rows.
+        """
+        with self._lock:
+            start = self._db.execute("SELECT COALESCE(MAX(position), -1) FROM series").fetchone()
+            position = int(start[0]) + 1
+            added = 0
+            self._db.execute("BEGIN")
+            for uid, ref in refs:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO series (series_uid, position, ref) VALUES (?, ?, ?)",
+                    (uid, position, json.dumps(dict(ref), sort_keys=True, default=str)),
+                )
+                if cursor.rowcount:
+                    added += 1
+                    position += 1
+            self._db.execute("COMMIT")
+        return added
+
+    def _row(self, row: tuple[Any, ...]) -> SeriesState:
+        return SeriesState(
+            series_uid=row[0],
+            position=int(row[1]),
+            ref=json.loads(row[2]),
+            status=row[3],
+            stage=row[4],
+            attempts=int(row[5]),
+            error_class=row[6],
+            reason=row[7],
+            message=row[8],
+            timings=json.loads(row[9]),
+            outputs=json.loads(row[10]),
+        )
+
+    def series(self, uid: str) -> SeriesState:
+        """The state of one series."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM series WHERE series_uid = ?", (uid,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"series {uid} is not part of this run")
+        return self._row(row)
+
+    def all_series(self) -> list[SeriesState]:
+        """Every series, in selection order."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM series ORDER BY position").fetchall()
+        return [self._row(r) for r in rows]
+
+    def to_do(self, max_attempts: int) -> list[SeriesState]:
+        """Series still to process: pending, interrupted while running, or failed with attempts
+        left; in selection order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM series WHERE status IN ('pending', 'running') "
+                "OR (status = 'failed' AND attempts < ?) ORDER BY position",
+                (max_attempts,),
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def _update(self, uid: str, **values: Any) -> None:
+        values["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self._lock:
+            self._db.execute(
+                f"UPDATE series SET {assignments} WHERE series_uid = ?", (*values.values(), uid)
+            )
+
+    def mark_running(self, uid: str, stage: str) -> None:
+        """The series entered ``stage``; a new attempt starts at the first stage."""
+        if stage == "fetch":
+            with self._lock:
+                self._db.execute(
+                    "UPDATE series SET attempts = attempts + 1 WHERE series_uid = ?", (uid,)
+                )
+        self._update(uid, status="running", stage=stage)
+
+    def mark_done(self, uid: str, outputs: list[str], timings: Mapping[str, float]) -> None:
+        """All outputs of the series exist (call only after they do)."""
+        self._update(
+            uid,
+            status="done",
+            stage="publish",
+            error_class="",
+            reason="",
+            message="",
+            outputs=json.dumps(outputs),
+            timings=json.dumps(dict(timings), sort_keys=True),
+        )
+
+    def mark_failed(
+        self, uid: str, stage: str, error_class: str, reason: str, message: str
+    ) -> None:
+        """The series failed in ``stage``; it is retried while attempts remain."""
+        self._update(
+            uid,
+            status="failed",
+            stage=stage,
+            error_class=error_class,
+            reason=reason,
+            message=message[:4000],
+        )
+
+    def mark_done_from_markers(self, done: Mapping[str, list[str]]) -> int:
+        """Mark series done whose outputs carry a DONE marker (a run on a fresh machine)."""
+        count = 0
+        for uid, outputs in done.items():
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT status FROM series WHERE series_uid = ?", (uid,)
+                ).fetchone()
+            if row is not None and row[0] != "done":
+                self.mark_done(uid, outputs, {})
+                count += 1
+        return count
+
+    def counts(self) -> dict[str, int]:
+        """Number of series per status."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status, COUNT(*) FROM series GROUP BY status"
+            ).fetchall()
+        found = {status: int(n) for status, n in rows}
+        return {status: found.get(status, 0) for status in STATUSES}
