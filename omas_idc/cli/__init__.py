@@ -17,9 +17,12 @@ from omas_idc import __version__
 from omas_idc.cli import catalog as catalog_commands
 from omas_idc.cli import encode as encode_commands
 from omas_idc.cli import fetch as fetch_commands
+from omas_idc.cli import models as models_commands
 from omas_idc.cli import phantom as phantom_commands
 from omas_idc.cli import qa as qa_commands
 from omas_idc.cli import read as read_commands
+from omas_idc.cli import run as run_commands
+from omas_idc.cli import segment as segment_commands
 from omas_idc.cli import select as select_commands
 
 app = typer.Typer(
@@ -63,6 +66,9 @@ for _module in (
     select_commands,
     fetch_commands,
     qa_commands,
+    segment_commands,
+    models_commands,
+    run_commands,
 ):
     _module.register(app)
 

@@ -1,0 +1,160 @@
+"""``omas-idc segment``: one series through a model -> one NIfTI label map per task."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from omas_idc.engine.model import SegmentationModel
+    from omas_idc.labelmap import TaskLabelMap
+    from omas_idc.volume import CTVolume
+
+
+def segment(
+    series_dir: Path = typer.Argument(..., exists=True, help="Folder holding the DICOM series."),
+    model: str = typer.Option(
+        "cads", "--model", help="cads, totalseg, a model card .json, or an nnU-Net result folder."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for the label maps."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    tasks: list[str] | None = typer.Option(
+        None, "--tasks", help="Task ids to run (repeat); dependencies are added. Default: all."
+    ),
+    variant: str | None = typer.Option(None, "--variant", help="Licence variant of the weights."),
+    weights_dir: Path | None = typer.Option(
+        None, "--weights-dir", help="Weights cache (default: the user cache folder)."
+    ),
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="CPU settings: body crop, tile step 0.75, labels resampled instead of logits.",
+    ),
+    body_crop: bool = typer.Option(
+        False, "--body-crop", help="Run the sliding window only inside the body's bounding box."
+    ),
+    tile_step_size: float | None = typer.Option(
+        None, "--tile-step", help="Tile step as a fraction of the patch (default: the card's)."
+    ),
+    batch_size: int = typer.Option(2, "--batch-size", help="Tiles per forward pass."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+    series_uid: str | None = typer.Option(
+        None, "--series-uid", help="SeriesInstanceUID where the folder holds several."
+    ),
+    seg: bool = typer.Option(
+        False, "--seg", help="Also write one LABELMAP DICOM SEG per task (catalogued labels only)."
+    ),
+) -> None:
+    """Segment a CT series; write ``{model}_{task}.nii.gz`` per task and ``labels.json``.
+
+    The model is a built-in name (weights from the cache, see ``omas-idc models download``), a
+    model card ``.json`` (folders beside it) or one nnU-Net result folder.
+
+    The label maps lie on the series' own grid (NIfTI written by omas-idc, no reorientation).
+    """
+    from rich.console import Console
+
+    from omas_idc.engine.model import load_model
+    from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+    from omas_idc.errors import OmasIdcError
+    from omas_idc.nifti import write_nifti
+    from omas_idc.read import read_series
+
+    console = Console(highlight=False)
+    err_console = Console(stderr=True, highlight=False)
+    try:
+        config = SegmenterConfig(
+            device=device,
+            batch_size=batch_size,
+            tile_step_size=tile_step_size
+            if tile_step_size is not None
+            else (0.75 if fast else None),
+            threads=threads,
+            body_crop=body_crop or fast,
+            resample_logits=not fast,
+        )
+        volume = read_series(series_dir, series_instance_uid=series_uid)
+        loaded = load_model(
+            model,
+            weights_dir=weights_dir if weights_dir is not None else _default_root(model),
+            variant=variant,
+            tasks=tasks or None,
+            device=device,
+        )
+        with Segmenter(loaded, config) as segmenter:
+            labelmaps = segmenter.segment(volume)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {}
+        for labelmap in labelmaps:
+            name = loaded.card.name
+            stem = name if labelmap.task == name else f"{name}_{labelmap.task}"
+            path = out / f"{stem}.nii.gz"
+            write_nifti(path, labelmap.array, volume.geometry)
+            present = labelmap.present_labels()
+            summary[labelmap.task] = {
+                "file": path.name,
+                "labels": {str(k): v for k, v in sorted(labelmap.labels.items())},
+                "present": present,
+            }
+            console.print(f"{path}: {len(present)} of {len(labelmap.labels)} labels present")
+        document = {
+            "series_instance_uid": volume.series_instance_uid,
+            "model": loaded.card.name,
+            "model_version": loaded.card.version,
+            "variant": loaded.variant,
+            "tasks": summary,
+        }
+        (out / "labels.json").write_text(json.dumps(document, indent=1))
+        if seg:
+            _write_segs(volume, labelmaps, loaded, out, console)
+    except OmasIdcError as err:
+        err_console.print(f"[red]{err.error_class}[/red] ({err.reason}): {err}")
+        raise typer.Exit(code=2) from err
+
+
+def _default_root(model: str) -> Path | None:
+    """The weights cache for built-in models; ``None`` for folders and card files."""
+    from omas_idc.engine.card import builtin_cards
+    from omas_idc.engine.weights import default_cache_dir
+
+    return default_cache_dir() if model in builtin_cards() else None
+
+
+def _write_segs(
+    volume: CTVolume,
+    labelmaps: list[TaskLabelMap],
+    loaded: SegmentationModel,
+    out: Path,
+    console: Console,
+) -> None:
+    """One LABELMAP SEG per task whose labels the catalog maps (others are reported)."""
+    from omas_idc.catalog import load_catalog
+    from omas_idc.encode import Provenance, encode_labelmaps, write_dataset
+
+    catalog = load_catalog()
+    card = loaded.card
+    provenance = Provenance(
+        model=card.name,
+        model_version=card.version,
+        timestamp=datetime.now(),
+        weights_variant=loaded.variant,
+        weights_licence=card.variants.get(loaded.variant, ""),
+    )
+    encoded = encode_labelmaps(
+        volume, labelmaps, catalog, provenance, task_order=[t.id for t in card.tasks]
+    )
+    for item in encoded:
+        tasks = "_".join(t for t in item.tasks if t != card.name)
+        path = write_dataset(item.dataset, out / f"seg_{card.name}{'_' * bool(tasks)}{tasks}.dcm")
+        console.print(f"{path}: {len(item.segments)} segments")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``segment`` command to ``app``."""
+    app.command("segment")(segment)
