@@ -1,6 +1,7 @@
 """Run state: one SQLite database on local disk, one row per series (DESIGN.md).
 
-Each row holds the series' status (``pending``, ``running``, ``done``, ``failed``), the stage it
+Each row holds the series' status (``pending``, ``running``, ``done``, ``failed``, or
+``refused`` for a failure that a retry cannot change, such as a gap in the slices), the stage it
 reached, the number of attempts, the error class, reason and message of the last failure,
 per-stage timings and the output paths. A series is marked ``done`` only after every output
 exists (and, for object storage, after its ``DONE.json`` marker is uploaded). The database
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS series (
     updated TEXT NOT NULL DEFAULT ''
 );
 """
-STATUSES = ("pending", "running", "done", "failed")
+STATUSES = ("pending", "running", "done", "failed", "refused")
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,7 @@ class RunState:
     def series(self, uid: str) -> SeriesState:
         """The state of one series."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM series WHERE series_uid = ?", (uid,)
-            ).fetchone()
+            row = self._db.execute("SELECT * FROM series WHERE series_uid = ?", (uid,)).fetchone()
         if row is None:
             raise KeyError(f"series {uid} is not part of this run")
         return self._row(row)
@@ -200,12 +199,20 @@ class RunState:
         )
 
     def mark_failed(
-        self, uid: str, stage: str, error_class: str, reason: str, message: str
+        self,
+        uid: str,
+        stage: str,
+        error_class: str,
+        reason: str,
+        message: str,
+        *,
+        permanent: bool = False,
     ) -> None:
-        """The series failed in ``stage``; it is retried while attempts remain."""
+        """The series failed in ``stage``; it is retried while attempts remain, unless the
+        failure is ``permanent`` (the series is then ``refused`` and never retried)."""
         self._update(
             uid,
-            status="failed",
+            status="refused" if permanent else "failed",
             stage=stage,
             error_class=error_class,
             reason=reason,

@@ -42,7 +42,10 @@ class PublishError(OmasIdcError):
 class OutputStore(Protocol):
     """What the run needs from an output location."""
 
-    root: str
+    @property
+    def root(self) -> str:
+        """The folder or bucket URL."""
+        ...
 
     def publish(
         self, prefix: PurePosixPath, files: Mapping[str, Path], marker: Mapping[str, Any]
@@ -56,6 +59,10 @@ class OutputStore(Protocol):
 
     def put_file(self, relative: PurePosixPath, source: Path) -> str:
         """Put one file (e.g. a shard's release table) at ``relative``; return its URL."""
+        ...
+
+    def get_file(self, relative: PurePosixPath, target: Path) -> Path:
+        """Copy the file at ``relative`` to the local ``target``."""
         ...
 
 
@@ -119,6 +126,14 @@ class FolderStore:
         target = Path(self.root) / relative
         _atomic_copy(source, target)
         return str(target)
+
+    def get_file(self, relative: PurePosixPath, target: Path) -> Path:
+        """Copy one file out of the store."""
+        source = Path(self.root) / relative
+        if not source.is_file():
+            raise PublishError(f"{source} does not exist in the output folder", reason="missing")
+        _atomic_copy(source, target)
+        return target
 
 
 @dataclass(frozen=True)
@@ -208,6 +223,17 @@ class ObjectStore:
     def put_file(self, relative: PurePosixPath, source: Path) -> str:
         """Upload one file."""
         return self._upload(source, str(relative))
+
+    def get_file(self, relative: PurePosixPath, target: Path) -> Path:
+        """Download one file."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        done = self._run("cp", self._s3_url(str(relative)), str(target))
+        if done.returncode != 0:
+            raise PublishError(
+                f"could not download {relative} from {self.root}: {done.stderr.strip()[-500:]}",
+                reason="download",
+            )
+        return target
 
 
 def open_store(root: str | Path, endpoint_url: str | None = None) -> OutputStore:

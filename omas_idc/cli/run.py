@@ -1,0 +1,248 @@
+"""``omas-idc run``, ``omas-idc status`` and ``omas-idc demo``.
+
+Exit codes: 0 every selected series is done or refused for a reason a retry cannot change
+(a gap, not a CT; recorded in the state and the report); 1 some series failed for a reason a
+retry may fix (network, memory), so running again (or Cloud Batch's task retry) helps; 2 the
+configuration or the command line is wrong (Cloud Batch's lifecycle policy fails such a task
+instead of retrying it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+CONFIG_ERROR_EXIT = 2
+
+
+def _shard(shard: str | None) -> tuple[int, int]:
+    """``--shard i/n``, defaulting from Cloud Batch's BATCH_TASK_INDEX / BATCH_TASK_COUNT."""
+    from omas_idc.select import Shard
+
+    if shard is None:
+        index, count = os.environ.get("BATCH_TASK_INDEX"), os.environ.get("BATCH_TASK_COUNT")
+        if index is None or count is None:
+            return (0, 1)
+        shard = f"{index}/{count}"
+    parsed = Shard.parse(shard)
+    return (parsed.index, parsed.count)
+
+
+def _config(config: Path | None, collection: str | None):  # type: ignore[no-untyped-def]
+    from omas_idc.resources import pipelines_dir
+    from omas_idc.run.config import RunConfig, load_config
+
+    if config is not None:
+        loaded = load_config(config)
+    elif collection and (pipelines_dir() / f"{collection}.toml").is_file():
+        loaded = load_config(pipelines_dir() / f"{collection}.toml")
+    else:
+        loaded = RunConfig()
+    if collection:
+        loaded = loaded.with_overrides(selection={"collections": [collection]})
+    return loaded
+
+
+def run(
+    collection: str | None = typer.Option(None, help="IDC collection, e.g. nlst."),
+    config: Path | None = typer.Option(None, help="Run configuration (TOML)."),
+    model: str | None = typer.Option(None, help="cads, totalseg, demo or a model folder."),
+    variant: str | None = typer.Option(None, help="Weights licence variant."),
+    out: str = typer.Option("omas-idc-output", help="Output folder or s3:// / gs:// URL."),
+    work: Path | None = typer.Option(None, help="Local work folder (state, downloads)."),
+    shard: str | None = typer.Option(None, help="i/n; default from BATCH_TASK_INDEX/COUNT."),
+    limit: int | None = typer.Option(None, help="At most this many series."),
+    selection: Path | None = typer.Option(None, help="A saved selection (parquet) to run."),
+    endpoint_url: str | None = typer.Option(None, help="S3 endpoint (fetch and output)."),
+    device: str | None = typer.Option(None, help="auto, cuda, cpu or mps."),
+    weights_dir: str | None = typer.Option(None, help="Model weights cache folder."),
+    layout: str | None = typer.Option(None, help="labelmap or binary SEG."),
+    timestamp: str | None = typer.Option(
+        None, help="Content date/time (ISO 8601) of the outputs; default: the first start."
+    ),
+) -> None:
+    """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
+    from omas_idc.errors import ConfigurationError, OmasIdcError
+    from omas_idc.run.engine_setup import build_engine
+    from omas_idc.run.runner import RunRequest
+
+    try:
+        settings = _config(config, collection)
+        overrides = {
+            k: v
+            for k, v in {
+                "name": model,
+                "variant": variant,
+                "device": device,
+                "weights_dir": weights_dir,
+            }.items()
+            if v is not None
+        }
+        if overrides:
+            settings = settings.with_overrides(model=overrides)
+        if layout is not None:
+            settings = settings.with_overrides(output={"seg_layout": layout})
+        work_dir = work or (
+            Path(out) / ".omas-idc-work" if "://" not in out else Path("omas-idc-work")
+        )
+        request = RunRequest(
+            config=settings,
+            out=out,
+            work_dir=work_dir,
+            shard=_shard(shard),
+            limit=limit,
+            selection_file=selection,
+            endpoint_url=endpoint_url,
+            timestamp=datetime.fromisoformat(timestamp) if timestamp else None,
+        )
+        engine, info = build_engine(settings.model)
+    except (ConfigurationError, ValueError) as err:
+        err_console.print(f"[red]configuration error[/red]: {err}")
+        raise typer.Exit(CONFIG_ERROR_EXIT) from err
+    except OmasIdcError as err:
+        err_console.print(f"[red]{err.error_class}[/red] ({err.reason}): {err}")
+        raise typer.Exit(CONFIG_ERROR_EXIT) from err
+    result = _execute(request, engine, info)
+    raise typer.Exit(0 if result.counts.get("failed", 0) == 0 else 1)
+
+
+def _execute(request, engine, info, refs=None):  # type: ignore[no-untyped-def]
+    from omas_idc.errors import ConfigurationError
+    from omas_idc.run.runner import execute_run
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("series", total=None, failed=0)
+        failed = 0
+
+        def on_progress(event: str, ref, detail: str) -> None:  # type: ignore[no-untyped-def]
+            nonlocal failed
+            if event == "failed":
+                failed += 1
+            progress.update(bar, advance=1, failed=failed)
+
+        start = time.perf_counter()
+        try:
+            result = execute_run(request, engine, info, on_progress=on_progress, refs=refs)
+        except ConfigurationError as err:
+            err_console.print(f"[red]configuration error[/red]: {err}")
+            raise typer.Exit(CONFIG_ERROR_EXIT) from err
+        finally:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+    summary = result.summary
+    console.print(
+        f"{summary.done} done, {summary.failed} failed, {summary.skipped_done} already done "
+        f"in {time.perf_counter() - start:.1f} s; report {result.report_path}; "
+        f"release table {result.release_table}"
+    )
+    for failure in summary.failures:
+        console.print(
+            f"  [red]{failure['error_class']}[/red] ({failure['reason']}) "
+            f"{failure['series_instance_uid']}: {failure['message']}"
+        )
+    return result
+
+
+def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> None:
+    """Summarise a run's state: series per status, failures with their error class."""
+    from omas_idc.run.state import RunState
+
+    database = work / "state.sqlite"
+    if not database.is_file():
+        alternative = work / ".omas-idc-work" / "state.sqlite"
+        if not alternative.is_file():
+            err_console.print(f"no run state in {work} (looked for state.sqlite)")
+            raise typer.Exit(CONFIG_ERROR_EXIT)
+        database = alternative
+    with RunState(database) as state:
+        counts = state.counts()
+        rows = state.all_series()
+        stamp = state.get_meta("timestamp")
+    console.print(
+        f"{len(rows)} series: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + (f" (content timestamp {stamp})" if stamp else "")
+    )
+    failed = [r for r in rows if r.status == "failed"]
+    if failed:
+        table = Table(title="failed series")
+        for column in ("series", "stage", "attempts", "error", "message"):
+            table.add_column(column)
+        for r in failed:
+            table.add_row(
+                r.series_uid, r.stage, str(r.attempts), f"{r.error_class} ({r.reason})", r.message
+            )
+        console.print(table)
+
+
+def demo(
+    out: Path = typer.Option(Path("omas-idc-demo"), help="Output folder."),
+    seed: int = typer.Option(7, help="Phantom seed."),
+    device: str = typer.Option("cpu", help="auto, cuda, cpu or mps."),
+) -> None:
+    """The whole pipeline offline: a phantom CT, the packaged demo model, SEG + SR + QA + PNG."""
+    from omas_idc.run.config import RunConfig
+    from omas_idc.run.engine_setup import build_engine
+    from omas_idc.run.runner import RunRequest
+    from omas_idc.series_ref import SeriesRef
+    from omas_idc.testing.phantom import PhantomOptions, make_phantom
+
+    work = out / ".omas-idc-work"
+    options = PhantomOptions(
+        seed=seed, shape=(60, 96, 112), pixel_spacing=(4.0, 4.0), slice_spacing=6.0
+    )
+    phantom = make_phantom(work / "phantom", options)
+    ref = SeriesRef(
+        series_instance_uid=phantom.series_instance_uid,
+        study_instance_uid=phantom.study_instance_uid,
+        patient_id=f"PHANTOM-{seed}",
+        collection_id="omas-demo",
+        modality="CT",
+        crdc_series_uuid="local",
+        instance_count=len(phantom.files),
+        size_bytes=sum(p.stat().st_size for p in phantom.files),
+        aws_bucket="local",
+        idc_version=0,
+    )
+    settings = RunConfig(name="omas-idc-demo").with_overrides(
+        model={"name": "demo", "device": device},
+        output={"delete_downloads": False},
+    )
+    engine, info = build_engine(settings.model)
+    request = RunRequest(
+        config=settings,
+        out=str(out),
+        work_dir=work,
+        local_series={ref.series_instance_uid: work / "phantom"},
+        timestamp=datetime(2026, 1, 1),
+    )
+    result = _execute(request, engine, info, refs=[ref])
+    folder = out / "omas-demo" / ref.patient_id / ref.study_instance_uid / ref.series_instance_uid
+    console.print(f"outputs in {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
+    raise typer.Exit(0 if result.counts.get("failed", 0) == 0 else 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``status`` and ``demo`` to ``app``."""
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("demo")(demo)
