@@ -1,0 +1,337 @@
+"""Cloud Batch jobs of ``omas-idc run``: rendered offline, checked by google-cloud-batch itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import batch_v1
+from typer.testing import CliRunner
+
+from omas_idc.cli import app
+from omas_idc.errors import ConfigurationError
+from omas_idc.resources import pipelines_dir
+from omas_idc.run.batch import (
+    CONFIGURATION_EXIT_CODE,
+    PREEMPTION_EXIT_CODE,
+    WORK_DIR,
+    BatchJobOptions,
+    default_job_id,
+    render_job,
+    submit_job,
+    validate_job,
+)
+from omas_idc.run.config import load_config
+
+NLST = pipelines_dir() / "nlst.toml"
+IMAGE = "us-docker.pkg.dev/my-project/omas/omas-idc:0.1.0"
+SECRETS = {
+    "hmac_key_id_secret": "projects/my-project/secrets/omas-hmac-id",
+    "hmac_secret_secret": "projects/my-project/secrets/omas-hmac-secret/versions/3",
+}
+SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "KEY")
+
+
+def options(**changes: Any) -> BatchJobOptions:
+    values: dict[str, Any] = {"image": IMAGE, "bucket": "omas-release", "tasks": 40, **SECRETS}
+    values.update(changes)
+    return BatchJobOptions(**values)
+
+
+def runnables(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(job["taskGroups"][0]["taskSpec"]["runnables"])
+
+
+def run_command(job: dict[str, Any]) -> list[str]:
+    return list(runnables(job)[-1]["container"]["commands"])
+
+
+def test_rendered_job_is_a_valid_batch_job_with_sharded_gpu_spot_tasks() -> None:
+    job = render_job(NLST, options(parallelism=10))
+    # google-cloud-batch's own message, unknown fields refused.
+    message = batch_v1.Job.from_json(json.dumps(job), ignore_unknown_fields=False)
+    group = message.task_groups[0]
+    assert group.task_count == 40
+    assert group.parallelism == 10
+    assert group.task_count_per_node == 1
+    spec = group.task_spec
+    assert spec.max_retry_count >= 3
+    policies = {p.action: list(p.action_condition.exit_codes) for p in spec.lifecycle_policies}
+    assert policies[batch_v1.LifecyclePolicy.Action.RETRY_TASK] == [PREEMPTION_EXIT_CODE]
+    assert policies[batch_v1.LifecyclePolicy.Action.FAIL_TASK] == [CONFIGURATION_EXIT_CODE]
+    assert PREEMPTION_EXIT_CODE == 50001
+    assert spec.max_run_duration.total_seconds() == 24 * 3600
+    assert spec.compute_resource.cpu_milli > 0
+    assert spec.compute_resource.memory_mib > 16 * 1024
+    instance = message.allocation_policy.instances[0]
+    policy = instance.policy
+    assert policy.machine_type == "g2-standard-8"
+    assert policy.provisioning_model == batch_v1.AllocationPolicy.ProvisioningModel.SPOT
+    assert [(a.type_, a.count) for a in policy.accelerators] == [("nvidia-l4", 1)]
+    assert instance.install_gpu_drivers is True
+    disk = policy.disks[0]
+    assert disk.new_disk.type_ == "local-ssd"
+    assert disk.new_disk.size_gb == 375
+    assert [(v.device_name, v.mount_path) for v in spec.volumes] == [(disk.device_name, WORK_DIR)]
+    assert message.logs_policy.destination == batch_v1.LogsPolicy.Destination.CLOUD_LOGGING
+    assert message.labels["release"] == "omas-idc-nlst"
+
+
+def test_task_runs_omas_idc_run_on_the_embedded_configuration() -> None:
+    job = render_job(NLST, options(prefix="nlst/v1"))
+    command = run_command(job)
+    container = runnables(job)[-1]["container"]
+    assert container["imageUri"] == IMAGE
+    assert container["entrypoint"] == "omas-idc"
+    config_in_vm = command[command.index("--config") + 1]
+    assert command == [
+        "run",
+        "--config",
+        config_in_vm,
+        "--out",
+        "gs://omas-release/nlst/v1",
+        "--work",
+        WORK_DIR,
+    ]
+    # The shard comes from BATCH_TASK_INDEX/COUNT in the environment: no placeholders.
+    text = json.dumps(job)
+    assert "$BATCH" not in text
+    assert "${" not in text
+    assert "--shard" not in command
+    # The first runnable writes the configuration the user rendered, byte for byte.
+    writer = runnables(job)[0]
+    variables = writer["environment"]["variables"]
+    assert variables["OMAS_IDC_CONFIG_TOML"] == NLST.read_text(encoding="utf-8")
+    assert variables["OMAS_IDC_CONFIG_PATH"] == config_in_vm
+    assert config_in_vm.startswith(WORK_DIR + "/")
+
+
+def test_config_writer_reproduces_the_file_and_refuses_a_corrupted_one(tmp_path: Path) -> None:
+    job = render_job(NLST, options())
+    writer = runnables(job)[0]
+    code = writer["container"]["commands"][1]
+    variables = dict(writer["environment"]["variables"])
+    target = tmp_path / "work" / "config" / "nlst.toml"
+    variables["OMAS_IDC_CONFIG_PATH"] = str(target)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **variables}, check=False
+    )
+    assert done.returncode == 0
+    assert load_config(target) == load_config(NLST)
+    assert target.read_bytes() == NLST.read_bytes()
+    variables["OMAS_IDC_CONFIG_TOML"] = variables["OMAS_IDC_CONFIG_TOML"][:100]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == CONFIGURATION_EXIT_CODE
+    assert "SHA-256" in done.stderr
+
+
+def test_job_holds_no_secret_values() -> None:
+    job = render_job(NLST, options())
+    for runnable in runnables(job):
+        assert "username" not in runnable["container"]
+        assert "password" not in runnable["container"]
+        environment = runnable.get("environment", {})
+        assert "encryptedVariables" not in environment
+        for name in environment.get("variables", {}):
+            assert not any(word in name.upper() for word in SECRET_WORDS), name
+        for name, reference in environment.get("secretVariables", {}).items():
+            assert reference.startswith("projects/my-project/secrets/"), (name, reference)
+            assert "/versions/" in reference
+    secret = runnables(job)[-1]["environment"]["secretVariables"]
+    assert set(secret) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert "environment" not in job["taskGroups"][0]["taskSpec"]
+
+
+def test_mounted_bucket_needs_no_keys_and_writes_to_the_mount() -> None:
+    job = render_job(
+        NLST, options(mount_bucket=True, hmac_key_id_secret=None, hmac_secret_secret=None)
+    )
+    validate_job(job)
+    command = run_command(job)
+    out = command[command.index("--out") + 1]
+    volumes = job["taskGroups"][0]["taskSpec"]["volumes"]
+    gcs = next(v for v in volumes if "gcs" in v)
+    assert gcs["gcs"]["remotePath"] == "omas-release"
+    assert out == f"{gcs['mountPath']}/omas-idc-nlst"
+    assert "environment" not in runnables(job)[-1]
+
+
+def test_gs_output_without_keys_or_mount_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="HMAC"):
+        options(hmac_key_id_secret=None, hmac_secret_secret=None)
+
+
+def test_cpu_standard_job_has_no_accelerator_or_drivers() -> None:
+    job = render_job(
+        NLST, options(spot=False, gpu_count=0, machine_type="n2-highmem-8", max_retries=5)
+    )
+    instance = validate_job(job).allocation_policy.instances[0]
+    assert instance.policy.provisioning_model == (
+        batch_v1.AllocationPolicy.ProvisioningModel.STANDARD
+    )
+    assert list(instance.policy.accelerators) == []
+    assert instance.install_gpu_drivers is False
+    assert job["taskGroups"][0]["taskSpec"]["maxRetryCount"] == 5
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"gpu_type": "nvidia-tesla-t5"}, "did you mean 'nvidia-tesla-t4'"),
+        ({"gpu_type": "nvidia-tesla-t4"}, "g2-standard-8 takes nvidia-l4"),
+        ({"machine_type": "g2-standard-24"}, "2 GPU"),
+        ({"machine_type": "n2-standard-8"}, "takes no GPU"),
+        ({"bucket": "gs://omas-release/nlst"}, "--prefix"),
+        ({"tasks": 0}, "at least 1"),
+        ({"parallelism": 41}, "parallelism"),
+        ({"max_retries": 11}, "0..10"),
+        ({"local_ssd_gb": 500}, "multiple of 375"),
+        ({"prefix": "../other release"}, "not a folder name"),
+        ({"hmac_key_id_secret": "omas-hmac-id"}, "Secret Manager"),
+    ],
+)
+def test_invalid_options_say_what_to_change(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        render_job(NLST, options(**changes))
+
+
+def test_unknown_machine_needs_explicit_resources() -> None:
+    with pytest.raises(ConfigurationError, match="--cpu-milli"):
+        render_job(NLST, options(machine_type="g2-custom-9", cpu_milli=None))
+    job = render_job(NLST, options(machine_type="g2-custom-9", cpu_milli=8000, memory_mib=30000))
+    assert job["taskGroups"][0]["taskSpec"]["computeResource"] == {
+        "cpuMilli": 8000,
+        "memoryMib": 30000,
+    }
+
+
+def test_invalid_configuration_is_refused_before_rendering(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[model]\nnmae = "cads"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="nmae"):
+        render_job(broken, options())
+
+
+def test_local_configuration_is_embedded_and_labelled(tmp_path: Path) -> None:
+    local = tmp_path / "pilot.toml"
+    text = NLST.read_text(encoding="utf-8").replace('"omas-idc-nlst"', '"NLST Pilot 1"')
+    local.write_text(text, encoding="utf-8")
+    job = render_job(local, options(region="us-central1"))
+    assert job["labels"]["release"] == "nlst-pilot-1"
+    assert job["labels"]["config-sha256"] == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert run_command(job)[2].endswith("/pilot.toml")
+    assert job["allocationPolicy"]["location"] == {"allowedLocations": ["regions/us-central1"]}
+    assert "gs://omas-release/NLST-Pilot-1" in run_command(job)
+
+
+def test_default_job_id_is_a_valid_batch_id() -> None:
+    from datetime import datetime, timezone
+
+    job_id = default_job_id("omas-idc-nlst", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert job_id == "omas-idc-nlst-20260102-030405"
+    assert len(default_job_id("X" * 100)) <= 63
+    assert default_job_id("1 weird/name").startswith("omas-1-weird-name-")
+
+
+def test_render_command_prints_valid_json(tmp_path: Path) -> None:
+    arguments = [
+        "batch",
+        "render",
+        "--config",
+        "nlst",
+        "--tasks",
+        "8",
+        "--image",
+        IMAGE,
+        "--bucket",
+        "omas-release",
+        "--parallelism",
+        "4",
+        "--no-spot",
+        "--hmac-key-id-secret",
+        SECRETS["hmac_key_id_secret"],
+        "--hmac-secret-secret",
+        SECRETS["hmac_secret_secret"],
+    ]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    message = batch_v1.Job.from_json(result.stdout, ignore_unknown_fields=False)
+    assert message.task_groups[0].task_count == 8
+    assert message.task_groups[0].parallelism == 4
+    output = tmp_path / "job.json"
+    result = CliRunner().invoke(app, [*arguments, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(output.read_text())["taskGroups"][0]["taskCount"] == 8
+    result = CliRunner().invoke(app, [*arguments, "--gpu-type", "nvidia-tesla-t5"])
+    assert result.exit_code == CONFIGURATION_EXIT_CODE
+    assert "did you mean" in result.output
+
+
+class RecordingClient:
+    """Stands in for BatchServiceClient: records the request, answers like the service."""
+
+    def __init__(self) -> None:
+        self.requests: list[batch_v1.CreateJobRequest] = []
+
+    def create_job(self, request: batch_v1.CreateJobRequest) -> batch_v1.Job:
+        self.requests.append(request)
+        return batch_v1.Job(name=f"{request.parent}/jobs/{request.job_id}")
+
+
+def test_submit_sends_the_rendered_job() -> None:
+    job = render_job(NLST, options(region="us-central1"))
+    client = RecordingClient()
+    name = submit_job(
+        job, project="my-project", region="us-central1", job_id="nlst-1", client=client
+    )
+    assert name == "projects/my-project/locations/us-central1/jobs/nlst-1"
+    (request,) = client.requests
+    assert request.parent == "projects/my-project/locations/us-central1"
+    assert json.loads(batch_v1.Job.to_json(request.job)) == json.loads(
+        batch_v1.Job.to_json(batch_v1.Job.from_json(json.dumps(job)))
+    )
+    with pytest.raises(ConfigurationError, match="job ID"):
+        submit_job(job, project="p", region="r", job_id="Nlst_1", client=client)
+
+
+@pytest.mark.network
+def test_submit_creates_and_deletes_a_job_in_cloud_batch() -> None:
+    project = os.environ.get("OMAS_IDC_BATCH_PROJECT")
+    region = os.environ.get("OMAS_IDC_BATCH_REGION")
+    bucket = os.environ.get("OMAS_IDC_BATCH_BUCKET")
+    image = os.environ.get("OMAS_IDC_BATCH_IMAGE")
+    if not (project and region and bucket and image):
+        pytest.skip("set OMAS_IDC_BATCH_PROJECT/_REGION/_BUCKET/_IMAGE to submit a real job")
+    job = render_job(
+        NLST,
+        options(
+            image=image,
+            bucket=bucket,
+            tasks=1,
+            region=region,
+            mount_bucket=True,
+            hmac_key_id_secret=None,
+            hmac_secret_secret=None,
+        ),
+    )
+    client = batch_v1.BatchServiceClient()
+    name = submit_job(
+        job, project=project, region=region, job_id=default_job_id("omas-idc-test"), client=client
+    )
+    try:
+        created = client.get_job(name=name)
+        assert created.task_groups[0].task_count == 1
+    finally:
+        client.delete_job(name=name)
