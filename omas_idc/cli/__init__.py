@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from omas_idc import __version__
+from omas_idc.cli import batch as batch_commands
 from omas_idc.cli import catalog as catalog_commands
 from omas_idc.cli import encode as encode_commands
 from omas_idc.cli import fetch as fetch_commands
+from omas_idc.cli import merge as merge_commands
 from omas_idc.cli import models as models_commands
 from omas_idc.cli import phantom as phantom_commands
 from omas_idc.cli import qa as qa_commands
@@ -69,6 +71,8 @@ for _module in (
     segment_commands,
     models_commands,
     run_commands,
+    batch_commands,
+    merge_commands,
 ):
     _module.register(app)
 
