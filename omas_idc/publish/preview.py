@@ -88,9 +88,10 @@ def _colour_tables(
     legend: dict[str, tuple[int, int, int]] = {}
     for labelmap in labelmaps:
         present = labelmap.present_labels()
+        structures = catalog.resolve_labels(labelmap.model, labelmap.task, labelmap.labels)
         table = np.zeros((max(present, default=0) + 1, 4))
         for value in present:
-            structure = catalog.by_model_label(labelmap.model, labelmap.task, value)
+            structure = structures[value]
             table[value, :3] = np.asarray(structure.color_rgb) / 255.0
             table[value, 3] = _ALPHA
             legend[structure.name] = structure.color_rgb

@@ -43,7 +43,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from omas_idc.catalog.model import Catalog, Structure
+from omas_idc.catalog.model import MODELS, Catalog, Structure
 from omas_idc.errors import CatalogError, QAError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.qa.measure import body_midline, measure_labelmap
@@ -240,11 +240,10 @@ def _vertebra_status(
 def _resolve(catalog: Catalog, labelmap: TaskLabelMap, series_uid: str) -> dict[int, Structure]:
     """All structures the task can produce (catalog) plus those the label map names."""
     try:
-        structures = dict(catalog.labels_for(labelmap.model, labelmap.task))
-        for value in labelmap.labels:
-            structures.setdefault(
-                value, catalog.by_model_label(labelmap.model, labelmap.task, value)
-            )
+        structures = catalog.resolve_labels(labelmap.model, labelmap.task, labelmap.labels)
+        if labelmap.model in MODELS:  # CADS/TotalSegmentator: every label of the task
+            for value, structure in catalog.labels_for(labelmap.model, labelmap.task).items():
+                structures.setdefault(value, structure)
     except CatalogError as err:
         raise QAError(
             f"{labelmap.model} task {labelmap.task}: {err.message}",
