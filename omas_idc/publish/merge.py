@@ -297,6 +297,11 @@ def merge_release_tables(
     try:
         counted = con.execute("SELECT count(*) FROM read_parquet($files)", {"files": files})
         rows_read = int((counted.fetchone() or (0,))[0])
+        distinct = con.execute(
+            f"SELECT count(DISTINCT {_quote(KEY_COLUMNS[0])}) FROM read_parquet($files)",
+            {"files": files},
+        )
+        series = int((distinct.fetchone() or (0,))[0])
         identity = _check_identity(con, files)
         _check_conflicts(con, files)
         order = ", ".join(_quote(c) for c in KEY_COLUMNS)
@@ -312,16 +317,12 @@ def merge_release_tables(
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         os.close(handle)
         rows_written = 0
-        series: set[str] = set()
         try:
             with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
                 for batch in reader:
                     table = pa.Table.from_batches([batch]).cast(schema)
                     writer.write_table(table)
                     rows_written += table.num_rows
-                    series.update(
-                        v for v in table.column(KEY_COLUMNS[0]).to_pylist() if v is not None
-                    )
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -333,7 +334,7 @@ def merge_release_tables(
         inputs=tuple(paths),
         rows_read=rows_read,
         rows_written=rows_written,
-        series=len(series),
+        series=series,
         identity=identity,
         shard_counts=counts,
     )
