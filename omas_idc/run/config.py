@@ -52,7 +52,7 @@ class ModelSettings:
     """The model to run: a card name (``cads``, ``totalseg``, ``demo``) or a folder path."""
 
     name: str = "cads"
-    variant: str = "open"
+    variant: str = ""
     tasks: tuple[str, ...] = ()
     device: str = "auto"
     body_crop: bool = False
