@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omas_idc.run.config import ModelSettings
@@ -56,5 +57,10 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         licence=str(card.variants.get(model.variant, "")) if card.variants else "",
         task_order=tuple(task.id for task in card.tasks),
     )
-    engine = Segmenter(model, SegmenterConfig(device=device, body_crop=settings.body_crop))
+    # On a CPU the pipeline's other stages (fetch, read, encode/QA) need a core too: torch's
+    # OpenMP threads spin while waiting and starve them if torch takes every core.
+    threads = max(1, (os.cpu_count() or 2) - 1) if device == "cpu" else None
+    engine = Segmenter(
+        model, SegmenterConfig(device=device, body_crop=settings.body_crop, threads=threads)
+    )
     return engine, info

@@ -1,0 +1,247 @@
+"""Pipeline benchmark: series per hour of ``omas-idc run`` against the stages run one by one.
+
+Phantom CT series are served from a loopback S3 server (moto_server) in IDC's bucket layout.
+The same model (a threshold network in nnU-Net's format), the same series, fresh work folders:
+
+- *sequential*: for each series fetch, read, segment, encode/QA, publish, one after another;
+- *pipelined*: ``omas_idc.run`` (fetch and read of the next series and encode/QA of the
+  previous one overlap with segmentation).
+
+Prints series per hour of each, the share of each stage in the sequential time, and the
+ratio. Usage: ``python benchmarks/pipeline.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+FULL = {"series": 6, "shape": (48, 160, 160), "spacing": (2.5, 2.5), "slice": 5.0}
+QUICK = {"series": 3, "shape": (10, 40, 40), "spacing": (9.0, 9.0), "slice": 20.0}
+BUCKET = "idc-open-data"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_s3() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise SystemExit("moto_server did not start")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
+    import boto3
+
+    from omas_idc.series_ref import SeriesRef
+    from omas_idc.testing.phantom import PhantomOptions, make_phantom
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_policy(
+        Bucket=BUCKET,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": ["s3:GetObject", "s3:ListBucket"],
+                        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+                    }
+                ],
+            }
+        ),
+    )
+    refs = []
+    for seed in range(int(size["series"])):  # type: ignore[call-overload]
+        phantom = make_phantom(
+            root / f"s{seed}",
+            PhantomOptions(
+                seed=seed,
+                shape=size["shape"],
+                pixel_spacing=size["spacing"],  # type: ignore[arg-type]
+                slice_spacing=size["slice"],  # type: ignore[arg-type]
+            ),
+        )
+        crdc = str(uuid.uuid5(uuid.NAMESPACE_OID, phantom.series_instance_uid))
+        total = 0
+        for i, path in enumerate(phantom.files):
+            body = path.read_bytes()
+            total += len(body)
+            client.put_object(Bucket=BUCKET, Key=f"{crdc}/{i:04d}.dcm", Body=body)
+        refs.append(
+            SeriesRef(
+                series_instance_uid=phantom.series_instance_uid,
+                study_instance_uid=phantom.study_instance_uid,
+                patient_id=f"P{seed}",
+                collection_id="bench",
+                modality="CT",
+                crdc_series_uuid=crdc,
+                instance_count=len(phantom.files),
+                size_bytes=total,
+                aws_bucket=BUCKET,
+                idc_version=25,
+            )
+        )
+    return refs
+
+
+def _model(root: Path, size: dict[str, object]) -> Path:
+    from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
+
+    spacing = size["spacing"]
+    return make_model_folder(
+        root,
+        SyntheticModel(
+            labels=("liver", "vertebrae_L1"),
+            weights="threshold",
+            thresholds_hu=(-200.0, 250.0),
+            spacing=(float(size["slice"]), float(spacing[0]), float(spacing[1])),  # type: ignore[index, arg-type]
+            patch_size=(16, 64, 64) if size is FULL else (8, 16, 16),
+            features=8,
+            folds=("all",),
+        ),
+    )
+
+
+def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) -> dict[str, float]:
+    from omas_idc.catalog import load_catalog
+    from omas_idc.encode import Provenance
+    from omas_idc.engine.model import load_model
+    from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+    from omas_idc.fetch import FetchOptions, fetch_series
+    from omas_idc.read import read_series
+    from omas_idc.run.finish import finish_series
+    from omas_idc.run.pipeline import output_prefix
+    from omas_idc.run.store import FolderStore
+
+    catalog = load_catalog()
+    store = FolderStore(str(work / "out"))
+    model = load_model(model_dir)
+    provenance = Provenance(
+        model=model.card.name, model_version="bench", timestamp=datetime(2026, 1, 1)
+    )
+    times = {"fetch": 0.0, "read": 0.0, "segment": 0.0, "encode": 0.0, "publish": 0.0}
+    with Segmenter(model, SegmenterConfig(device="cpu")) as engine:
+        for ref in refs:
+            t = time.perf_counter()
+            folder = fetch_series(ref, work / "dicom", FetchOptions(endpoint_url=endpoint)).path  # type: ignore[arg-type]
+            times["fetch"] += time.perf_counter() - t
+            t = time.perf_counter()
+            volume = read_series(folder)
+            times["read"] += time.perf_counter() - t
+            t = time.perf_counter()
+            maps = engine.segment(volume)
+            times["segment"] += time.perf_counter() - t
+            t = time.perf_counter()
+            outputs = finish_series(
+                volume, maps, catalog, provenance, work / "staging" / ref.series_instance_uid
+            )  # type: ignore[attr-defined]
+            times["encode"] += time.perf_counter() - t
+            t = time.perf_counter()
+            store.publish(
+                output_prefix(ref),
+                outputs.files,
+                {"source_series_instance_uid": ref.series_instance_uid},
+            )  # type: ignore[arg-type, attr-defined]
+            times["publish"] += time.perf_counter() - t
+    return times
+
+
+def _pipelined(
+    refs: list[object], model_dir: Path, endpoint: str, work: Path
+) -> tuple[float, dict[str, object]]:
+    from omas_idc.run.config import RunConfig
+    from omas_idc.run.engine_setup import build_engine
+    from omas_idc.run.runner import RunRequest, execute_run
+
+    config = RunConfig(name="bench").with_overrides(
+        model={"name": str(model_dir), "device": "cpu"}, output={"delete_downloads": False}
+    )
+    engine, info = build_engine(config.model)
+    request = RunRequest(
+        config=config,
+        out=str(work / "out"),
+        work_dir=work / "work",
+        endpoint_url=endpoint,
+        timestamp=datetime(2026, 1, 1),
+    )
+    try:
+        result = execute_run(request, engine, info, refs=refs)  # type: ignore[arg-type]
+    finally:
+        engine.close()
+    report = json.loads(result.report_path.read_text())
+    # The pipeline's own time (as the sequential loop, without loading the model).
+    wall = float(report["seconds"])
+    if report["done"] != len(refs):
+        raise SystemExit(f"pipelined run finished {report['done']} of {len(refs)} series: {report}")
+    return wall, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 tiny series (seconds; CI)")
+    args = parser.parse_args()
+    size = QUICK if args.quick else FULL
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
+    server, endpoint = _start_s3()
+    try:
+        with tempfile.TemporaryDirectory(prefix="omas-pipeline-bench-") as folder:
+            root = Path(folder)
+            refs = _upload(endpoint, root / "phantoms", size)
+            model_dir = _model(root / "model", size)
+            _sequential(refs[:1], model_dir, endpoint, root / "warmup")  # load code paths once
+            times = _sequential(refs, model_dir, endpoint, root / "sequential")
+            wall, _ = _pipelined(refs, model_dir, endpoint, root / "pipelined")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    n = len(refs)
+    total = sum(times.values())
+    shape = size["shape"]
+    print(f"{n} series of {shape[2]}x{shape[1]}x{shape[0]} from a loopback S3 server")  # type: ignore[index]
+    print(
+        "stage shares (sequential): "
+        + ", ".join(f"{stage} {100 * seconds / total:.0f}%" for stage, seconds in times.items())
+    )
+    print(f"sequential {total:8.2f} s  {3600 * n / total:10.1f} series/hour")
+    print(f"pipelined  {wall:8.2f} s  {3600 * n / wall:10.1f} series/hour")
+    print(f"ratio      pipelined is x{total / wall:.2f} the sequential rate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""benchmarks/pipeline.py keeps working: its quick mode runs both ways and prints the rates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pipeline.py"
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_quick_mode_prints_rates() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("3 series of")
+    assert any(line.startswith("stage shares (sequential): fetch") for line in lines)
+    for kind in ("sequential", "pipelined"):
+        assert any(line.startswith(kind) and line.endswith("series/hour") for line in lines)
+    assert any(line.startswith("ratio") for line in lines)
