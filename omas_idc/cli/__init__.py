@@ -26,6 +26,7 @@ from omas_idc.cli import read as read_commands
 from omas_idc.cli import run as run_commands
 from omas_idc.cli import segment as segment_commands
 from omas_idc.cli import select as select_commands
+from omas_idc.cli import train as train_commands
 
 app = typer.Typer(
     name="omas-idc",
@@ -73,6 +74,7 @@ for _module in (
     run_commands,
     batch_commands,
     merge_commands,
+    train_commands,
 ):
     _module.register(app)
 
