@@ -20,6 +20,7 @@ from omas_idc.errors import ConfigurationError, ModelError
 
 __all__ = [
     "RECIPES",
+    "MergeSpec",
     "ModelCard",
     "TaskCard",
     "WeightFile",
@@ -70,6 +71,23 @@ class TaskCard:
 
 
 @dataclass(frozen=True)
+class MergeSpec:
+    """Tasks whose label maps are combined into one (TotalSegmentator's 5 parts -> ``total``).
+
+    Attributes
+    ----------
+    task
+        Id of the combined task (``"total"``).
+    offsets
+        Part task id -> value added to its labels; parts are written in card order, a later
+        part's voxels overwriting an earlier part's (as TotalSegmentator combines them).
+    """
+
+    task: str
+    offsets: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """A model: its tasks, recipe and weights.
 
@@ -85,6 +103,8 @@ class ModelCard:
         Whether test-time mirroring is wanted (only where the checkpoint allows it).
     variants
         Licence variant -> licence text.
+    merge
+        Tasks combined into one label map after inference, or ``None``.
     """
 
     name: str
@@ -98,6 +118,7 @@ class ModelCard:
     mirroring: bool = False
     default_variant: str = ""
     variants: Mapping[str, str] = field(default_factory=dict)
+    merge: MergeSpec | None = None
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -112,6 +133,10 @@ class ModelCard:
                     raise ModelError(
                         f"model card {self.name!r}: task {task.id} depends on unknown task {dep}"
                     )
+        if self.merge is not None:
+            unknown = sorted(set(self.merge.offsets) - set(ids))
+            if unknown:
+                raise ModelError(f"model card {self.name!r} merges unknown tasks {unknown}")
 
     def task(self, task_id: str) -> TaskCard:
         """The task with this id."""
@@ -163,6 +188,15 @@ def _parse(data: Mapping[str, Any], source: Path | None) -> ModelCard:
         )
         variants = {str(k): str(v.get("licence", "")) for k, v in data.get("variants", {}).items()}
         spacing = data.get("spacing_mm")
+        merge_data = data.get("merge")
+        merge = (
+            MergeSpec(
+                task=str(merge_data["task"]),
+                offsets={str(k): int(v) for k, v in merge_data["offsets"].items()},
+            )
+            if merge_data
+            else None
+        )
         return ModelCard(
             name=str(data["name"]),
             version=str(data.get("version", "")),
@@ -175,6 +209,7 @@ def _parse(data: Mapping[str, Any], source: Path | None) -> ModelCard:
             mirroring=bool(data.get("mirroring", False)),
             default_variant=str(data.get("default_variant", next(iter(variants), ""))),
             variants=variants,
+            merge=merge,
             source=source,
         )
     except (KeyError, TypeError, ValueError) as err:

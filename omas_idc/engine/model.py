@@ -95,6 +95,8 @@ def load_model(
     root: Path | None = Path(weights_dir) if weights_dir is not None else None
     if isinstance(model, ModelCard):
         card = model
+        if card.source is not None and root is None:
+            root = card.source.parent
     elif Path(model).is_dir() and (Path(model) / "plans.json").is_file():
         result_folder = Path(model)
         card = ModelCard(

@@ -39,7 +39,7 @@ from omas_idc.engine.preprocessing import (
     ct_normalize,
     nonzero_bbox,
 )
-from omas_idc.engine.recipes import postprocess
+from omas_idc.engine.recipes import merge_labelmaps, postprocess
 from omas_idc.engine.resampling import compute_new_shape, resample, resample_axis
 from omas_idc.engine.sliding_window import WindowGrid, gaussian_importance, pad_to_patch
 from omas_idc.errors import ConfigurationError, InferenceError
@@ -200,6 +200,8 @@ class Segmenter:
 
     def submit(self, volume: CTVolume) -> Future[list[TaskLabelMap]]:
         """Queue a volume; the future resolves to one label map per task (card order).
+
+        Tasks the card merges (TotalSegmentator's parts) come back as one combined map.
 
         Blocks while ``max_series_in_flight`` volumes are already waiting (back-pressure).
         """
@@ -559,6 +561,8 @@ class Segmenter:
                     model_version=f"{self.model.card.version}:{self.model.variant}".strip(":"),
                 )
             )
+        if self.model.card.merge is not None:
+            return merge_labelmaps(out, self.model.card.merge)
         return out
 
 
