@@ -64,7 +64,7 @@ def merge_labelmaps(maps: Sequence[TaskLabelMap], merge: MergeSpec) -> list[Task
     merged = TaskLabelMap(
         model=parts[0].model,
         task=merge.task,
-        array=combined,  # type: ignore[arg-type]
+        array=combined,
         labels=dict(sorted(labels.items())),
         model_version=parts[0].model_version,
         extra={"merged_from": ",".join(p.task for p in parts)},
