@@ -182,14 +182,19 @@ def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> N
         + ", ".join(f"{n} {k}" for k, n in counts.items())
         + (f" (content timestamp {stamp})" if stamp else "")
     )
-    failed = [r for r in rows if r.status == "failed"]
+    failed = [r for r in rows if r.status in ("failed", "refused")]
     if failed:
-        table = Table(title="failed series")
-        for column in ("series", "stage", "attempts", "error", "message"):
-            table.add_column(column)
+        table = Table(title="failed (retried by the next run) and refused (final) series")
+        for column in ("series", "status", "stage", "attempts", "error", "message"):
+            table.add_column(column, overflow="fold")
         for r in failed:
             table.add_row(
-                r.series_uid, r.stage, str(r.attempts), f"{r.error_class} ({r.reason})", r.message
+                r.series_uid,
+                r.status,
+                r.stage,
+                str(r.attempts),
+                f"{r.error_class} ({r.reason})",
+                r.message,
             )
         console.print(table)
 

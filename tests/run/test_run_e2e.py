@@ -8,6 +8,7 @@ index table). The model is a small threshold network in nnU-Net's format.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -115,6 +116,21 @@ def test_run_writes_outputs_records_refusals_and_a_second_run_does_nothing(
     not_ct = rows[selection["not_ct"].series_instance_uid]
     assert (not_ct.status, not_ct.error_class) == ("refused", "UnsupportedSeriesError")
     assert sum(r.status == "done" for r in rows.values()) == 3
+    # Downloads of finished series are deleted (a small disk can process a large collection);
+    # those of refused series stay for inspection.
+    downloaded = {p.name for p in (work / "dicom").rglob("CT_*") if p.is_dir()}
+    refused = {f"CT_{selection[k].series_instance_uid}" for k in ("broken", "not_ct")}
+    assert downloaded == refused
+    status = subprocess.run(
+        [sys.executable, "-m", "omas_idc.cli", "status", str(work)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert "3 done" in status
+    assert "2 refused" in status
+    assert "SeriesGeometryError (gap)" in status
     # The shard's release table holds rows of exactly the good series.
     table_path = tmp_path / "release.parquet"
     s3_client.download_file(OUTPUT_BUCKET, "first/release/shard-0-of-1.parquet", str(table_path))
