@@ -23,6 +23,7 @@ from omas_idc.cli import models as models_commands
 from omas_idc.cli import phantom as phantom_commands
 from omas_idc.cli import qa as qa_commands
 from omas_idc.cli import read as read_commands
+from omas_idc.cli import release_labels as release_labels_commands
 from omas_idc.cli import run as run_commands
 from omas_idc.cli import segment as segment_commands
 from omas_idc.cli import select as select_commands
@@ -75,6 +76,7 @@ for _module in (
     batch_commands,
     merge_commands,
     train_commands,
+    release_labels_commands,
 ):
     _module.register(app)
 

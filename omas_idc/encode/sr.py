@@ -52,9 +52,15 @@ __all__ = [
     "CHECK_CODES",
     "IBSI_SCHEME",
     "OMAS_SCHEME",
+    "OMAS_SCHEME_NAME",
+    "OMAS_SCHEME_ORGANIZATION",
+    "QUALITATIVE_EVALUATIONS",
     "SR_SERIES_POSITION",
     "VERDICT_CODES",
     "encode_sr",
+    "finding_sites",
+    "finish_sr",
+    "scheme_item",
     "segment_references",
 ]
 
@@ -62,6 +68,9 @@ logger = logging.getLogger(__name__)
 
 #: Private coding scheme of the QA concepts (declared in the CodingSchemeIdentificationSequence).
 OMAS_SCHEME = "99OMAS"
+#: CodingSchemeName and CodingSchemeResponsibleOrganization declared for ``99OMAS``.
+OMAS_SCHEME_NAME = "omas-idc quality control and annotation concepts"
+OMAS_SCHEME_ORGANIZATION = "omas-idc developers (https://github.com/omas-idc)"
 #: Image Biomarker Standardisation Initiative, the percentiles' scheme in IDC's radiomics map.
 IBSI_SCHEME = "IBSI"
 #: Series number position of the SR (see :func:`omas_idc.encode.seg.series_number_for`).
@@ -88,10 +97,12 @@ _ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 _HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
 _P10 = hd.sr.CodedConcept("QG58", IBSI_SCHEME, "10th percentile")
 _P90 = hd.sr.CodedConcept("8DWT", IBSI_SCHEME, "90th percentile")
-_QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+#: The TID 1500 container of qualitative evaluations about the whole report (row 12).
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 
 
-def _scheme_item(designator: str, name: str, organization: str) -> Dataset:
+def scheme_item(designator: str, name: str, organization: str) -> Dataset:
+    """One item of the CodingSchemeIdentificationSequence (PS3.3 C.12.1.1.5)."""
     item = Dataset()
     item.CodingSchemeDesignator = designator
     item.CodingSchemeName = name
@@ -142,7 +153,8 @@ def segment_references(
     return found
 
 
-def _finding_sites(structure: Structure) -> list[hd.sr.FindingSite] | None:
+def finding_sites(structure: Structure) -> list[hd.sr.FindingSite] | None:
+    """Finding Site with Laterality (CID 244) for lateral structures, else ``None``."""
     if structure.region is not None and structure.region_modifier is not None:
         return [
             hd.sr.FindingSite(coded(structure.region), laterality=coded(structure.region_modifier))
@@ -214,7 +226,7 @@ def _group(
         ),
         finding_type=coded(structure.type),
         finding_category=coded(structure.category),
-        finding_sites=_finding_sites(structure),
+        finding_sites=finding_sites(structure),
         algorithm_id=algorithm,
         measurements=_measurements(record),
         qualitative_evaluations=_evaluations(record),
@@ -223,7 +235,7 @@ def _group(
 
 def _series_evaluations(qa: SeriesQA) -> hd.sr.ContainerContentItem:
     container = hd.sr.ContainerContentItem(
-        name=_QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
     container.ContentSequence = DicomSequence(
         [
@@ -237,8 +249,28 @@ def _series_evaluations(qa: SeriesQA) -> hd.sr.ContainerContentItem:
     return container
 
 
-def _finish(sr: hd.sr.Comprehensive3DSR, provenance: Provenance, description: str) -> None:
-    """Replace everything highdicom takes from the clock."""
+def _default_schemes() -> list[Dataset]:
+    return [
+        scheme_item(OMAS_SCHEME, OMAS_SCHEME_NAME, OMAS_SCHEME_ORGANIZATION),
+        scheme_item(
+            IBSI_SCHEME,
+            "Image Biomarker Standardisation Initiative",
+            "IBSI (https://theibsi.github.io)",
+        ),
+    ]
+
+
+def finish_sr(
+    sr: hd.sr.Comprehensive3DSR,
+    provenance: Provenance,
+    description: str,
+    schemes: Sequence[Dataset] | None = None,
+) -> None:
+    """Replace everything highdicom takes from the clock; declare the coding schemes.
+
+    ``schemes`` are the CodingSchemeIdentificationSequence items (PS3.3 C.12.1); by default
+    the private ``99OMAS`` scheme and IBSI, as the QA report uses them.
+    """
     for keyword in ("ContentDate", "SeriesDate", "InstanceCreationDate"):
         if keyword in sr:
             setattr(sr, keyword, provenance.date)
@@ -249,18 +281,9 @@ def _finish(sr: hd.sr.Comprehensive3DSR, provenance: Provenance, description: st
         if "ContributionDateTime" in item:
             item.ContributionDateTime = provenance.date + provenance.time
     sr.SeriesDescription = description[:64]
-    sr.CodingSchemeIdentificationSequence = [
-        _scheme_item(
-            OMAS_SCHEME,
-            "omas-idc quality control concepts",
-            "omas-idc developers (https://github.com/omas-idc)",
-        ),
-        _scheme_item(
-            IBSI_SCHEME,
-            "Image Biomarker Standardisation Initiative",
-            "IBSI (https://theibsi.github.io)",
-        ),
-    ]
+    sr.CodingSchemeIdentificationSequence = list(
+        schemes if schemes is not None else _default_schemes()
+    )
 
 
 def encode_sr(
@@ -359,6 +382,6 @@ def encode_sr(
             series_instance_uid=series_uid or None,
             reason="highdicom",
         ) from err
-    _finish(sr, provenance, f"{provenance.model.upper()} QA measurements")
+    finish_sr(sr, provenance, f"{provenance.model.upper()} QA measurements")
     logger.info("series %s: SR with %d measurement groups", series_uid, len(groups))
     return sr
