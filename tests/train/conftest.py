@@ -18,7 +18,13 @@ def demo_card() -> Path:
     return demo_card_path()
 
 
-def nnunet_predictor_for(folder: Path, fold: str = "all") -> Any:
+@pytest.fixture(scope="session")
+def nnunet_predictor() -> Any:
+    """A function: result folder -> nnU-Net's own predictor for it."""
+    return _nnunet_predictor_for
+
+
+def _nnunet_predictor_for(folder: Path, fold: str = "all") -> Any:
     """nnU-Net's own ``nnUNetPredictor`` for a result folder, initialised from its files.
 
     As ``initialize_from_trained_model_folder`` does, but through ``manual_initialization``:
