@@ -15,14 +15,21 @@ Structure (PS3.16 TID 1500 "Measurement Report"):
 - Observer context (TID 1002): the annotator as a person (where the dataset names one) and
   omas-idc, which wrote the report, as a device; VerificationFlag UNVERIFIED.
 - Procedure reported: LN 25045-6 "CT unspecified body region".
-- A present structure: a TID 1411 "Volumetric ROI Measurements" group referencing its segment
-  in the SEG (Referenced Segment, source series), with tracking identifier, Finding (the
-  segment's property type), Finding Category, Finding Site with Laterality (CID 244) for
-  lateral structures, Algorithm Identification (TID 4019) unless the annotation is MANUAL,
-  its Volume (SCT 118565006, ``ml``, DCM 126030 "Sum of segmented voxel volumes") and the
-  status.
-- An absent or not annotated structure has no segment to reference: a TID 1501 "Measurement
-  and Qualitative Evaluation Group" with the same identification and the status only.
+- Every structure of the universe: one CODE item in the TID 1500 "Qualitative Evaluations"
+  container (row 12, UMLS C0034375) whose concept name is the structure's Segmented Property
+  Type and whose value is its status, with HAS CONCEPT MOD children for its laterality
+  (SCT 272741003 "Laterality", the type modifier) and, for structures coded by location, its
+  Finding Site (with laterality). Laterality is never carried by text.
+- Each present structure also gets a TID 1411 "Volumetric ROI Measurements" group in
+  "Imaging Measurements" that references its segment in the SEG (Referenced Segment, source
+  series), with tracking identifier (the structure name), Finding, Finding Category, Finding
+  Site with Laterality (CID 244) for lateral structures, Algorithm Identification (TID 4019)
+  unless the annotation is MANUAL, its Volume (SCT 118565006, ``ml``, DCM 126030 "Sum of
+  segmented voxel volumes") and the status. Absent and not annotated structures have no
+  segment to reference and no group (PixelMed checks every measurement group against
+  TID 1411, which requires a reference); where nothing is present the report holds only the
+  Qualitative Evaluations container, which TID 1500 allows, and its evidence is the source
+  images.
 
 The status concepts have no DICOM or SNOMED CT equivalent, so they belong to the private
 scheme ``99OMAS`` (PS3.16 section 8.2), declared in the CodingSchemeIdentificationSequence
@@ -92,6 +99,8 @@ STATUS_CODES: dict[AnnotationStatus, Code] = {
     AnnotationStatus.NOT_ANNOTATED: Code("AN0102", OMAS_SCHEME, "Not annotated"),
 }
 _ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
+#: (126010, DCM, "Imaging Measurements"), the TID 1500 container of measurement groups.
+_IMAGING_MEASUREMENTS = "126010"
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,14 @@ def _status_container(statuses: Sequence[StructureStatus]) -> hd.sr.ContainerCon
     return container
 
 
+def _placeholder_group(
+    provenance: Provenance, series_uid: str
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(provenance, series_uid, "placeholder")
+    )
+
+
 def _observation_context(provenance: Provenance, annotator: str) -> hd.sr.ObservationContext:
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=derived_uid("device", "release-labels", provenance.omas_idc_version),
@@ -238,6 +255,7 @@ def encode_annotation_sr(
     provenance: Provenance,
     *,
     annotator: str = "",
+    algorithm_version: str = "",
 ) -> hd.sr.Comprehensive3DSR:
     """The TID 1500 report of one case's annotation status (see the module docstring).
 
@@ -257,6 +275,9 @@ def encode_annotation_sr(
         in the present groups unless ``provenance.algorithm_type`` is ``MANUAL``.
     annotator
         The person observer (PN), where the dataset names one.
+    algorithm_version
+        The annotation algorithm's version (TID 4019); defaults to
+        ``provenance.model_version``.
 
     Raises
     ------
@@ -279,7 +300,7 @@ def encode_annotation_sr(
         if provenance.algorithm_type.upper() == "MANUAL"
         else hd.sr.AlgorithmIdentification(
             name=provenance.name[:64],
-            version=provenance.model_version[:64] or "unknown",
+            version=(algorithm_version or provenance.model_version)[:64] or "unknown",
             family=codes.cid7162.ArtificialIntelligence,
         )
     )
@@ -302,8 +323,18 @@ def encode_annotation_sr(
         report = hd.sr.MeasurementReport(
             observation_context=_observation_context(provenance, annotator),
             procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-            imaging_measurements=groups,
+            imaging_measurements=groups or [_placeholder_group(provenance, series_uid)],
         )
+        if not groups:
+            # TID 1500 needs Imaging Measurements (row 6) or Qualitative Evaluations (row 12);
+            # highdicom insists on the former, which has nothing to hold here.
+            report[0].ContentSequence = DicomSequence(
+                [
+                    item
+                    for item in report[0].ContentSequence
+                    if item.ConceptNameCodeSequence[0].CodeValue != _IMAGING_MEASUREMENTS
+                ]
+            )
         report[0].ContentSequence.append(_status_container(statuses))
         sr = hd.sr.Comprehensive3DSR(
             evidence=evidence,

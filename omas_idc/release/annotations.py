@@ -396,6 +396,7 @@ def encode_case(
         catalog,
         provenance,
         annotator=dataset.annotator,
+        algorithm_version=dataset.algorithm_version,
     )
     return ReleasedCase(
         prepared.case, dataset, volume, tuple(statuses), seg, sr, prepared.match_method
