@@ -17,6 +17,7 @@ from omas_idc.testing.phantom import PhantomOptions, make_phantom
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_segment_writes_label_maps_on_the_source_grid_and_seg(tmp_path: Path) -> None:
     import pydicom
 

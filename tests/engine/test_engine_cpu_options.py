@@ -46,6 +46,7 @@ def _run(folder: Path, config: SegmenterConfig) -> tuple[Any, int]:
     return labels, tiles
 
 
+@pytest.mark.slow
 def test_body_crop_and_label_resampling_agree_with_the_default(tmp_path: Path) -> None:
     folder = make_model_folder(
         tmp_path,
