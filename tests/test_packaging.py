@@ -36,6 +36,14 @@ def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
     assert "omas_idc/_data/dicom_templates/catalog.csv" in names
     assert "omas_idc/_data/pipelines/README.md" in names
     assert "omas_idc/py.typed" in names
+    assert "omas_idc/_data/pipelines/nlst.toml" in names
+    assert "omas_idc/engine/cards/cads.json" in names
+    # The demo model (omas-idc demo) ships inside the wheel, small.
+    assert "omas_idc/models/demo/card.json" in names
+    checkpoints = [n for n in names if n.startswith("omas_idc/models/demo/") and n.endswith(".pth")]
+    assert checkpoints
+    sizes = {i.filename: i.file_size for i in zipfile.ZipFile(wheel).infolist()}
+    assert sum(sizes[n] for n in names if n.startswith("omas_idc/models/")) < 10_000_000
 
     target = tmp_path / "site"
     subprocess.run(
