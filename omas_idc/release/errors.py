@@ -24,6 +24,7 @@ REASONS: dict[str, str] = {
     "grid-offset": "the label grid is shifted by a fraction of a voxel",
     "grid-outside": "labelled voxels fall outside the DICOM grid",
     "grid-dimensions": "the label map is not a 3-D array",
+    "unexpected": "an unexpected error (a bug in omas-idc: please report the message)",
 }
 
 

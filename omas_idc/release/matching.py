@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from nibabel.filebasedimages import ImageFileError
 
 from omas_idc.errors import OmasIdcError
 from omas_idc.geometry import VolumeGeometry
@@ -122,7 +123,7 @@ def read_label_nifti(
     reason = "bad-labels" if what == "labels" else "bad-image"
     try:
         return read_nifti(path)
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, ImageFileError) as err:
         raise ReleaseError(
             f"cannot read the {what} NIfTI {path}: {err}", case_id=case_id, reason=reason
         ) from err

@@ -19,6 +19,7 @@ from omas_idc.release import (
     load_label_tables,
     prepare_case,
     read_manifest,
+    structure_universe,
 )
 from omas_idc.testing.phantom import Phantom
 
@@ -151,3 +152,36 @@ def test_label_maps_that_contradict_their_tables_are_refused(
     with pytest.raises(ReleaseError) as info:
         prepare_case(_case(path, series_dir, structures), registry, SeriesIndex(None))
     assert info.value.reason == reason
+
+
+def test_the_structure_universe_is_the_union_of_the_tables_or_all_cads_structures(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    registry = load_label_tables(
+        write_tables(
+            tmp_path, {"a": ("MANUAL", {"spleen": 1, "liver": 2}), "b": ("MANUAL", {"heart": 1})}
+        ),
+        catalog,
+    )
+    datasets = list(registry.datasets.values())
+    union = structure_universe(catalog, datasets)
+    rank = [s.name for s in catalog.structures]
+    assert sorted(s.name for s in union) == ["heart", "liver", "spleen"]
+    assert [s.name for s in union] == sorted((s.name for s in union), key=rank.index)
+    cads = structure_universe(catalog, datasets, "cads")
+    assert {s.name for s in cads} == {s.name for s in catalog if s.cads is not None} | {
+        "heart",
+        "liver",
+        "spleen",
+    }
+    assert len(structure_universe(catalog, datasets, "catalog")) == len(catalog)
+    with pytest.raises(ConfigurationError, match="universe must be one of"):
+        structure_universe(catalog, datasets, "everything")
+
+
+def test_a_labels_file_that_is_not_nifti_is_refused(tmp_path: Path, case_setup: tuple) -> None:
+    registry, series_dir = case_setup
+    (tmp_path / "l.nii.gz").write_bytes(b"not a nifti file")
+    with pytest.raises(ReleaseError) as info:
+        prepare_case(_case(tmp_path / "l.nii.gz", series_dir), registry, SeriesIndex(None))
+    assert info.value.reason == "bad-labels"
