@@ -16,43 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
+from omas_idc.testing.s3server import moto_server
+
 FULL = {"series": 6, "shape": (48, 160, 160), "spacing": (2.5, 2.5), "slice": 5.0}
 QUICK = {"series": 3, "shape": (10, 40, 40), "spacing": (9.0, 9.0), "slice": 20.0}
 BUCKET = "idc-open-data"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_s3() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise SystemExit("moto_server did not start")
-    return process, f"http://127.0.0.1:{port}"
 
 
 def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
@@ -60,6 +34,7 @@ def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
 
     from omas_idc.series_ref import SeriesRef
     from omas_idc.testing.phantom import PhantomOptions, make_phantom
+    from omas_idc.testing.s3server import make_public_bucket
 
     client = boto3.client(
         "s3",
@@ -68,23 +43,7 @@ def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
         aws_secret_access_key="x",
         region_name="us-east-1",
     )
-    client.create_bucket(Bucket=BUCKET)
-    client.put_bucket_policy(
-        Bucket=BUCKET,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": "*",
-                        "Action": ["s3:GetObject", "s3:ListBucket"],
-                        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
-                    }
-                ],
-            }
-        ),
-    )
+    make_public_bucket(client, BUCKET)
     refs = []
     for seed in range(int(size["series"])):  # type: ignore[call-overload]
         phantom = make_phantom(
@@ -218,18 +177,16 @@ def main() -> None:
     size = QUICK if args.quick else FULL
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
-    server, endpoint = _start_s3()
-    try:
-        with tempfile.TemporaryDirectory(prefix="omas-pipeline-bench-") as folder:
-            root = Path(folder)
-            refs = _upload(endpoint, root / "phantoms", size)
-            model_dir = _model(root / "model", size)
-            _sequential(refs[:1], model_dir, endpoint, root / "warmup")  # load code paths once
-            times = _sequential(refs, model_dir, endpoint, root / "sequential")
-            wall, _ = _pipelined(refs, model_dir, endpoint, root / "pipelined")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with (
+        moto_server() as endpoint,
+        tempfile.TemporaryDirectory(prefix="omas-pipeline-bench-") as folder,
+    ):
+        root = Path(folder)
+        refs = _upload(endpoint, root / "phantoms", size)
+        model_dir = _model(root / "model", size)
+        _sequential(refs[:1], model_dir, endpoint, root / "warmup")  # load code paths once
+        times = _sequential(refs, model_dir, endpoint, root / "sequential")
+        wall, _ = _pipelined(refs, model_dir, endpoint, root / "pipelined")
     n = len(refs)
     total = sum(times.values())
     shape = size["shape"]

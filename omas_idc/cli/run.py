@@ -205,29 +205,13 @@ def demo(
     device: str = typer.Option("cpu", help="auto, cuda, cpu or mps."),
 ) -> None:
     """The whole pipeline offline: a phantom CT, the packaged demo model, SEG + SR + QA + PNG."""
+    from omas_idc.notebook import offline_series
     from omas_idc.run.config import RunConfig
     from omas_idc.run.engine_setup import build_engine
     from omas_idc.run.runner import RunRequest
-    from omas_idc.series_ref import SeriesRef
-    from omas_idc.testing.phantom import PhantomOptions, make_phantom
 
     work = out / ".omas-idc-work"
-    options = PhantomOptions(
-        seed=seed, shape=(60, 96, 112), pixel_spacing=(4.0, 4.0), slice_spacing=6.0
-    )
-    phantom = make_phantom(work / "phantom", options)
-    ref = SeriesRef(
-        series_instance_uid=phantom.series_instance_uid,
-        study_instance_uid=phantom.study_instance_uid,
-        patient_id=f"PHANTOM-{seed}",
-        collection_id="omas-demo",
-        modality="CT",
-        crdc_series_uuid="local",
-        instance_count=len(phantom.files),
-        size_bytes=sum(p.stat().st_size for p in phantom.files),
-        aws_bucket="local",
-        idc_version=0,
-    )
+    ((ref, folder),) = offline_series(work / "phantom", count=1, seed=seed)
     settings = RunConfig(name="omas-idc-demo").with_overrides(
         model={"name": "demo", "device": device},
         output={"delete_downloads": False},
@@ -237,7 +221,7 @@ def demo(
         config=settings,
         out=str(out),
         work_dir=work,
-        local_series={ref.series_instance_uid: work / "phantom"},
+        local_series={ref.series_instance_uid: folder},
         timestamp=datetime(2026, 1, 1),
     )
     result = _execute(request, engine, info, refs=[ref])

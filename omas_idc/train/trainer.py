@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from torch import nn
 
 from omas_idc.engine.modelfolder import IntensityProperties, ModelConfiguration
 from omas_idc.engine.network import build_network
+from omas_idc.engine.segmenter import torch_threads
 from omas_idc.errors import ConfigurationError, TrainingError
 from omas_idc.train.augment import AugmentationParams
 from omas_idc.train.config import TrainConfig, TrainingConfig
@@ -155,19 +156,6 @@ def _he_init(module: nn.Module) -> None:
         nn.init.kaiming_normal_(module.weight, a=1e-2)
         if module.bias is not None:
             nn.init.constant_(module.bias, 0)
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Trainer:
@@ -300,7 +288,7 @@ class Trainer:
             else min(stop_after, self.training.iterations)
         )
         start_time = time.monotonic()
-        with _threads(self.training.threads):
+        with torch_threads(self.training.threads):
             self.network.train()
             while self.iteration < end:
                 loss = self.step()

@@ -3,12 +3,7 @@ phantom series uploaded in IDC's layout, and a small threshold model in nnU-Net'
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,49 +13,27 @@ import pytest
 
 from omas_idc.series_ref import SeriesRef
 from omas_idc.testing.phantom import PhantomOptions, make_phantom
+from omas_idc.testing.s3server import make_public_bucket, moto_server
 
 SOURCE_BUCKET = "idc-open-data"
 OUTPUT_BUCKET = "omas-release"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A moto_server on loopback for this session; credentials for s5cmd in the environment."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.1)
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ["AWS_ACCESS_KEY_ID"] = "testing"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
     try:
-        yield f"http://127.0.0.1:{port}"
+        with moto_server() as url:
+            yield url
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -75,20 +48,8 @@ def s3_client(s3_server: str) -> Any:
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    client.create_bucket(Bucket=SOURCE_BUCKET)
+    make_public_bucket(client, SOURCE_BUCKET)
     client.create_bucket(Bucket=OUTPUT_BUCKET)
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": ["s3:GetObject", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{SOURCE_BUCKET}", f"arn:aws:s3:::{SOURCE_BUCKET}/*"],
-            }
-        ],
-    }
-    client.put_bucket_policy(Bucket=SOURCE_BUCKET, Policy=json.dumps(policy))
     return client
 
 
