@@ -82,7 +82,9 @@ class SegmenterConfig:
         Resample logits to the source grid before the argmax (nnU-Net); ``False``: argmax at
         model resolution, nearest-neighbour labels.
     class_chunk
-        Classes resampled at once when streaming logits back.
+        Classes resampled at once when streaming logits back; each class costs about four
+        float32 copies of the source grid while in flight (2 keeps a 512x512x300 series near
+        the size of its HU volume).
     max_series_in_flight
         Series preprocessed ahead and mixed in batches.
     """
@@ -96,7 +98,7 @@ class SegmenterConfig:
     threads: int | None = None
     body_crop: bool = False
     resample_logits: bool = True
-    class_chunk: int = 8
+    class_chunk: int = 2
     max_series_in_flight: int = 2
 
     def __post_init__(self) -> None:
