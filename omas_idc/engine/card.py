@@ -105,6 +105,9 @@ class ModelCard:
         Licence variant -> licence text.
     merge
         Tasks combined into one label map after inference, or ``None``.
+    keep_largest_component
+        Keep only the largest 26-connected component of each label (for models whose
+        structures are single objects, e.g. the demo model; CADS has its own clean-up).
     """
 
     name: str
@@ -119,6 +122,7 @@ class ModelCard:
     default_variant: str = ""
     variants: Mapping[str, str] = field(default_factory=dict)
     merge: MergeSpec | None = None
+    keep_largest_component: bool = False
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -210,6 +214,7 @@ def _parse(data: Mapping[str, Any], source: Path | None) -> ModelCard:
             default_variant=str(data.get("default_variant", next(iter(variants), ""))),
             variants=variants,
             merge=merge,
+            keep_largest_component=bool(data.get("keep_largest_component", False)),
             source=source,
         )
     except (KeyError, TypeError, ValueError) as err:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from omas_idc.engine.card import MergeSpec
     from omas_idc.engine.model import SegmentationModel
 
-__all__ = ["merge_labelmaps", "postprocess"]
+__all__ = ["keep_largest_components", "merge_labelmaps", "postprocess"]
 
 
 def postprocess(
@@ -39,7 +39,25 @@ def postprocess(
 
         names = {t.id: dict(t.folder.labels) for t in model.tasks}
         return cads_postprocess(labels, names, spacing)
+    if model.card.keep_largest_component:
+        return {task: keep_largest_components(array) for task, array in labels.items()}
     return dict(labels)
+
+
+def keep_largest_components(labels: torch.Tensor) -> torch.Tensor:
+    """Each label's largest 26-connected component; its other components become background."""
+    from scipy import ndimage
+
+    array = labels.cpu().numpy().copy()
+    structure = np.ones((3, 3, 3), dtype=bool)
+    for value in np.unique(array[array != 0]):
+        mask = array == value
+        components, n = ndimage.label(mask, structure=structure)
+        if n > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            array[mask & (components != int(np.argmax(sizes)))] = 0
+    return torch.from_numpy(array).to(labels.device)
 
 
 def merge_labelmaps(maps: Sequence[TaskLabelMap], merge: MergeSpec) -> list[TaskLabelMap]:

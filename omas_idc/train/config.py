@@ -266,6 +266,9 @@ class ModelSpec:
         Folder receiving ``card.json`` and the nnU-Net result folder.
     version, description, licence
         Recorded in the model card.
+    keep_largest_component
+        Ask the engine to keep only each label's largest connected component (single-object
+        structures).
     """
 
     name: str
@@ -276,6 +279,7 @@ class ModelSpec:
     version: str = "1.0.0"
     description: str = ""
     licence: str = ""
+    keep_largest_component: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,7 @@ def train_config_from_dict(data: Mapping[str, Any], base: Path = Path()) -> Trai
             version=str(model_raw.get("version", "1.0.0")),
             description=str(model_raw.get("description", "")),
             licence=str(model_raw.get("licence", "")),
+            keep_largest_component=bool(model_raw.get("keep_largest_component", False)),
         )
         plans_raw = dict(data.get("plans", {}))
         _known(plans_raw, [f for f in PlansConfig.__dataclass_fields__], "plans")

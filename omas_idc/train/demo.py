@@ -45,17 +45,19 @@ DEMO_STRUCTURES = (
 
 #: Training set name -> (phantom seeds, structures it annotates).
 DEMO_DATASETS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
-    "abdomen": ((101, 102, 103, 104), ("liver", "spleen", "kidney_left", "kidney_right")),
+    "abdomen": (
+        (101, 102, 103, 104, 105, 106),
+        ("liver", "spleen", "kidney_left", "kidney_right"),
+    ),
     "thorax_pelvis": (
-        (201, 202, 203, 204),
+        (201, 202, 203, 204, 205, 206),
         ("heart", "urinary_bladder", "hip_left", "hip_right", "liver"),
     ),
     "kidneys_pelvis": (
-        (301, 302, 303, 304),
-        ("kidney_left", "kidney_right", "urinary_bladder", "spleen", "hip_left"),
+        (301, 302, 303, 304, 305, 306),
+        ("kidney_left", "kidney_right", "urinary_bladder", "spleen", "hip_left", "hip_right"),
     ),
 }
-
 #: Spacing of the demo model and its training phantoms (mm).
 DEMO_SPACING = 6.0
 
@@ -64,7 +66,7 @@ def demo_config(
     out: str | Path,
     *,
     seed: int = 0,
-    iterations: int = 1500,
+    iterations: int = 4000,
     loss: str = "marginal",
     spacing: float = DEMO_SPACING,
     shape: tuple[int, int, int] = (64, 48, 64),
@@ -114,6 +116,8 @@ def demo_config(
                 "clinical or research use on real CT."
             ),
             licence="Apache-2.0",
+            # Each demo structure is one object: stray blobs are removed after inference.
+            keep_largest_component=True,
         ),
         datasets=tuple(
             DatasetConfig(
@@ -151,7 +155,7 @@ def demo_config(
     )
 
 
-def train_demo_model(out: str | Path, *, seed: int = 0, iterations: int = 1500) -> Path:
+def train_demo_model(out: str | Path, *, seed: int = 0, iterations: int = 4000) -> Path:
     """Train and export the demo model into ``out``; returns the nnU-Net result folder."""
     from omas_idc.train.run import train
 
@@ -164,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Output folder of the model.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--iterations", type=int, default=4000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.monotonic()

@@ -54,4 +54,7 @@ def train(
         version=config.model.version,
         description=config.model.description,
         licence=config.model.licence,
+        extra_card={"keep_largest_component": True}
+        if config.model.keep_largest_component
+        else None,
     )
