@@ -9,7 +9,8 @@ so the analytic volumes are the volumes of the ground-truth labels.
 
 HU values are those of a contrast-enhanced CT in the portal venous phase, the commonest
 body CT (liver about 105, spleen 120, kidneys 170, blood in the heart and aorta 140-175, urine
-8, bone 300-480, lungs -850, fat and muscle 10-40), each varied by the seed.
+8, bone 300-480, lungs -850, the body's fat-dominated soft tissue -100 to -60), each varied by
+the seed.
 
 Coordinates are DICOM patient coordinates: +x is the patient's left, +y posterior, +z superior.
 Names follow the CADS / TotalSegmentator class lists (``kidney_left``, ``vertebrae_L1``, ...).
@@ -211,7 +212,7 @@ def _draw_layout(rng: np.random.Generator) -> list[AnatomyStructure]:
                 (170.0 * body_scale[0], 120.0 * body_scale[1]),
                 half_height=600.0,
             ),
-            hu=rng.uniform(10.0, 40.0),
+            hu=rng.uniform(-100.0, -60.0),
             group="body",
         )
     ]
