@@ -77,8 +77,9 @@ def offline_series(
         target = Path(folder) / f"phantom-{seed + i}"
         phantom = make_phantom(
             target,
+            # The demo model's own 6 mm grid: it was trained on phantoms of this spacing.
             PhantomOptions(
-                seed=seed + i, shape=(60, 96, 112), pixel_spacing=(4.0, 4.0), slice_spacing=6.0
+                seed=seed + i, shape=(64, 48, 64), pixel_spacing=(6.0, 6.0), slice_spacing=6.0
             ),
         )
         ref = SeriesRef(
