@@ -52,15 +52,7 @@ def segmenter(demo_card: Path):  # type: ignore[no-untyped-def]
         yield running
 
 
-UNDERTRAINED = pytest.mark.xfail(
-    strict=False,
-    reason="the packaged demo model (1500 iterations) reaches Dice 0.37-0.92 per structure "
-    "and leaves false-positive blobs; it needs a longer training run (issue 10, open)",
-)
-
-
 @pytest.mark.slow
-@UNDERTRAINED
 @pytest.mark.parametrize("acquisition", sorted(ACQUISITIONS))
 def test_demo_model_centroids_through_dicom_in_every_orientation(
     segmenter: Segmenter, acquisition: str, tmp_path: Path
@@ -83,7 +75,6 @@ def test_demo_model_centroids_through_dicom_in_every_orientation(
         assert score.centroid_error_voxels[name] <= 1.0, (acquisition, name, score)
 
 
-@UNDERTRAINED
 @pytest.mark.parametrize("acquisition", sorted(ACQUISITIONS))
 def test_demo_model_segments_a_fresh_phantom(segmenter: Segmenter, acquisition: str) -> None:
     geometry, hu, labels, structures = render_phantom(_options(acquisition, seed=800))
