@@ -33,9 +33,20 @@ from typing import Any
 CLASSES = (19, 19, 19, 19, 19, 18, 18, 18, 18)  # 167 foreground classes over 9 tasks
 PATCH = (160, 192, 192)
 SPACING = (1.5, 1.5, 1.5)
+#: ``--quick`` (CI, on the CPU): the same code paths with 2 small tasks and a small series, so
+#: that the script cannot rot while no GPU is at hand.
+QUICK_CLASSES = (3, 2)
+QUICK_PATCH = (64, 64, 64)  # ResEnc-L downsamples 5 times: 2^3 voxels at the bottom
+QUICK_SPACING = (6.0, 6.0, 6.0)
 
 
-def _resenc_l_folder(root: Path, dataset_id: int, n_labels: int) -> Path:
+def _resenc_l_folder(
+    root: Path,
+    dataset_id: int,
+    n_labels: int,
+    patch: tuple[int, int, int] = PATCH,
+    spacing: tuple[float, float, float] = SPACING,
+) -> Path:
     """An nnU-Net ResEnc-L result folder with random weights (nnU-Net's file format)."""
     import torch
 
@@ -47,8 +58,8 @@ def _resenc_l_folder(root: Path, dataset_id: int, n_labels: int) -> Path:
         dataset_name=f"CadsSized{dataset_id}",
         labels=tuple(f"class{i}" for i in range(1, n_labels + 1)),
         architecture="resenc",
-        patch_size=PATCH,
-        spacing=SPACING,
+        patch_size=patch,
+        spacing=spacing,
         n_stages=6,
         features=32,
         folds=(),  # the checkpoint is written below, with ResEnc-L's architecture
@@ -92,9 +103,10 @@ def _configuration(folder: Path) -> Any:
     return _config_for_build(plans, plans["configurations"]["3d_fullres"]["architecture"])
 
 
-def _volumes(n: int) -> list[Any]:
+def _volumes(n: int, quick: bool = False) -> list[Any]:
     """n series of a 512x512x300 phantom at 0.8 x 0.8 x 1.5 mm (rendered at half resolution
-    and interpolated: rendering the full grid analytically takes minutes)."""
+    and interpolated: rendering the full grid analytically takes minutes); 40x64x64 at 6 mm
+    with ``quick``."""
     import numpy as np
     from scipy.ndimage import zoom
 
@@ -102,18 +114,24 @@ def _volumes(n: int) -> list[Any]:
     from omas_idc.testing.phantom import PhantomOptions, render_phantom
     from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
-    coarse, hu, _, _ = render_phantom(
-        PhantomOptions(shape=(150, 256, 256), pixel_spacing=(1.6, 1.6), slice_spacing=3.0)
-    )
-    fine = np.round(zoom(hu.astype(np.float32), (2, 2, 2), order=1)).astype(np.int16)
-    first = coarse.slice_positions[0]
-    geometry = VolumeGeometry.from_slices(
-        (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
-        (0.8, 0.8),
-        [first + np.array([0.0, 0.0, 1.5 * k]) for k in range(fine.shape[0])],
-        fine.shape[1],
-        fine.shape[2],
-    )
+    if quick:
+        geometry, hu, _, _ = render_phantom(
+            PhantomOptions(shape=(40, 64, 64), pixel_spacing=(6.0, 6.0), slice_spacing=6.0)
+        )
+        fine = np.round(hu).astype(np.int16)
+    else:
+        coarse, hu, _, _ = render_phantom(
+            PhantomOptions(shape=(150, 256, 256), pixel_spacing=(1.6, 1.6), slice_spacing=3.0)
+        )
+        fine = np.round(zoom(hu.astype(np.float32), (2, 2, 2), order=1)).astype(np.int16)
+        first = coarse.slice_positions[0]
+        geometry = VolumeGeometry.from_slices(
+            (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+            (0.8, 0.8),
+            [first + np.array([0.0, 0.0, 1.5 * k]) for k in range(fine.shape[0])],
+            fine.shape[1],
+            fine.shape[2],
+        )
     volumes = []
     for i in range(n):
         refs = tuple(
@@ -172,7 +190,14 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting new work")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--skip-nnunet", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 small tasks, a small series, on the CPU (CI)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.device, args.series = "cpu", 2
+    classes = QUICK_CLASSES if args.quick else CLASSES
+    cuda = str(args.device).startswith("cuda")
     start = time.perf_counter()
 
     import torch
@@ -186,8 +211,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="omas-gpu-bench-") as tmp:
         root = Path(tmp)
         tasks = []
-        for i, n in enumerate(CLASSES):
-            folder = _resenc_l_folder(root, 551 + i, n)
+        for i, n in enumerate(classes):
+            folder = (
+                _resenc_l_folder(root, 551 + i, n, QUICK_PATCH, QUICK_SPACING)
+                if args.quick
+                else _resenc_l_folder(root, 551 + i, n)
+            )
             tasks.append(
                 {
                     "id": str(551 + i),
@@ -203,8 +232,8 @@ def main() -> int:
             "tasks": tasks,
         }
         (root / "card.json").write_text(json.dumps(card))
-        stamp(f"wrote 9 ResEnc-L folders ({sum(CLASSES)} classes)")
-        volumes = _volumes(args.series)
+        stamp(f"wrote {len(classes)} ResEnc-L folders ({sum(classes)} classes)")
+        volumes = _volumes(args.series, quick=args.quick)
         stamp(f"{len(volumes)} series of {volumes[0].shape} (z, y, x)")
 
         model = load_model(root / "card.json", device=args.device)
@@ -214,7 +243,8 @@ def main() -> int:
             memory_limit_gb=80.0,
             max_series_in_flight=2,
         )
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         with Segmenter(model, config) as segmenter:
             # warm-up: cuDNN autotuning and allocator growth are not throughput
             segmenter.segment(volumes[0])
@@ -224,22 +254,23 @@ def main() -> int:
                 done = 0
                 for maps in segmenter.map(volumes):
                     done += 1
-                    assert len(maps) == 9
+                    assert len(maps) == len(classes)
                     if time.perf_counter() - start > args.budget_s:
                         break
             ours = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        reserved = torch.cuda.max_memory_reserved() / 2**30
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else float("nan")
         busy = sampler.busy_share
         print(
-            f"omas-idc: {done} series x 9 tasks in {ours:.1f} s -> "
+            f"omas-idc: {done} series x {len(classes)} tasks in {ours:.1f} s -> "
             f"{3600 * done / ours:.1f} series/hour; device busy "
             f"{'n/a' if busy is None else f'{100 * busy:.0f} %'}; peak GPU memory "
             f"{peak:.1f} GiB allocated, {reserved:.1f} GiB reserved",
             flush=True,
         )
         del model, segmenter
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
 
         if args.skip_nnunet or time.perf_counter() - start > args.budget_s:
             stamp("nnU-Net skipped")
@@ -260,7 +291,7 @@ def main() -> int:
         )
         predictor = _nnunet_predictor(folder)
         predictor.device = torch.device(args.device)
-        predictor.perform_everything_on_device = True
+        predictor.perform_everything_on_device = cuda
         predictor.network.to(predictor.device)
         orientation = CanonicalOrientation.of(volumes[0].geometry)
         canonical = orientation.to_canonical(torch.from_numpy(volumes[0].hu)).numpy()[None]
@@ -270,8 +301,8 @@ def main() -> int:
         theirs = time.perf_counter() - t0
         print(
             f"nnU-Net: 1 series x 1 task in {theirs:.1f} s -> "
-            f"{3600 / (9 * theirs):.1f} series/hour for 9 tasks; omas-idc is "
-            f"{9 * theirs / (ours / done):.1f}x faster per series",
+            f"{3600 / (len(classes) * theirs):.1f} series/hour for {len(classes)} tasks; "
+            f"omas-idc is {len(classes) * theirs / (ours / done):.1f}x faster per series",
             flush=True,
         )
     stamp("done")
