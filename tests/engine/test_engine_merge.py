@@ -38,8 +38,8 @@ def test_totalseg_offsets_put_each_part_where_the_catalog_expects_it() -> None:
 def test_parts_are_combined_into_one_map_later_parts_on_top(tmp_path: Path) -> None:
     tasks = []
     for dataset_id, labels, thresholds in (
-        (801, ("tissue", "organ"), (0.0, 50.0)),
-        (802, ("dense",), (55.0,)),
+        (801, ("tissue", "organ"), (-150.0, 50.0)),  # the body's fat, contrast-enhanced organs
+        (802, ("dense",), (150.0,)),  # kidneys, blood, bone
     ):
         spec = SyntheticModel(
             dataset_id=dataset_id,
