@@ -171,6 +171,7 @@ def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd)
             series_instance_uid=uid,
             reason="count-mismatch",
         )
+    _remove_strays(series_dir, listing)
     try:
         copied = s5.sync(url, series_dir)
     except S5cmdError as err:
@@ -188,6 +189,21 @@ def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd)
         raise
     write_marker(out_dir, ref, files)
     return copied
+
+
+def _remove_strays(series_dir: Path, listing: dict[str, int]) -> None:
+    """Delete files of an unverified series folder that the bucket does not hold.
+
+    A download killed mid-way (a pre-empted VM, a SIGKILLed run) leaves s5cmd's temporary
+    files (``<object>.dcm<digits>``) beside the finished ones; they are not series files and
+    would make the verification fail for good.
+    """
+    if not series_dir.is_dir():
+        return
+    for path in series_dir.iterdir():
+        if path.is_file() and path.name not in listing:
+            logger.info("removing %s: not an object of the series (an interrupted download)", path)
+            path.unlink()
 
 
 def _s5cmd_fetch_error(err: S5cmdError, ref: SeriesRef, url: str, s5: S5cmd) -> FetchError:

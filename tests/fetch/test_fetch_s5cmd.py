@@ -74,6 +74,24 @@ def test_interrupted_download_resumes_only_the_damaged_file(
     assert victim.read_bytes() == series.objects[victim.name]
 
 
+def test_a_killed_download_leaves_no_stray_files_behind(
+    s3_endpoint: str, upload_phantom: Any, tmp_path: Path
+) -> None:
+    """s5cmd writes to ``<object><digits>`` first: a SIGKILL leaves such files behind."""
+    series = upload_phantom(seed=6)
+    folder = tmp_path / series.ref.relative_dir()
+    folder.mkdir(parents=True)
+    first, second = sorted(series.objects)[:2]
+    (folder / first).write_bytes(series.objects[first])
+    stray = folder / f"{second}3118911713"
+    stray.write_bytes(series.objects[second][:50])
+
+    result = fetch_series(series.ref, tmp_path, options(s3_endpoint))
+    assert result.status == "downloaded"
+    assert not stray.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(series.objects)
+
+
 def test_bad_series_fail_with_their_reason_and_others_still_download(
     s3_endpoint: str, upload_phantom: Any, tmp_path: Path
 ) -> None:
