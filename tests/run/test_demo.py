@@ -1,0 +1,98 @@
+"""``omas-idc demo`` as README's first command: offline, the whole pipeline, valid DICOM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from omas_idc.testing import validators
+
+#: The structures the packaged demo model segments (its card, through the catalog).
+DEMO_STRUCTURES = {
+    "liver",
+    "spleen",
+    "kidney_left",
+    "kidney_right",
+    "heart",
+    "urinary_bladder",
+    "hip_left",
+    "hip_right",
+}
+
+
+def _without_network() -> list[str]:
+    """``unshare -rn``: a private network namespace with no interface but loopback, down."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return []
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False)
+    return [unshare, "-rn"] if probe.returncode == 0 else []
+
+
+@pytest.fixture(scope="module")
+def demo_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo") / "omas-idc-demo"
+    script = shutil.which("omas-idc") or str(Path(sys.executable).with_name("omas-idc"))
+    result = subprocess.run(
+        [*_without_network(), script, "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result.stdout
+
+
+def _series_folder(out: Path) -> Path:
+    (done,) = out.glob("omas-demo/*/*/*/DONE.json")
+    return done.parent
+
+
+def test_demo_writes_every_output_of_a_series_without_network(demo_output: tuple) -> None:
+    out, stdout = demo_output
+    folder = _series_folder(out)
+    assert str(folder.name) in stdout.replace("\n", "")
+    marker = json.loads((folder / "DONE.json").read_text())
+    names = set(marker["outputs"])
+    assert {"sr.dcm", "qa.parquet", "preview_axial.png", "preview_coronal.png"} <= names
+    assert any(n.startswith("seg_") and n.endswith(".dcm") for n in names)
+    assert names == {p.name for p in folder.iterdir()} - {"DONE.json"}
+    for name in ("preview_axial.png", "preview_coronal.png"):
+        image = np.asarray(Image.open(folder / name).convert("RGB"))
+        # An overlay in catalog colours, not a grey CT slice only.
+        assert (np.ptp(image.astype(int), axis=2) > 60).mean() > 0.001
+
+
+def test_demo_seg_and_sr_pass_dciodvfy(demo_output: tuple) -> None:
+    folder = _series_folder(demo_output[0])
+    segs = sorted(folder.glob("seg_*.dcm"))
+    for seg in segs:
+        assert validators.dciodvfy_errors(seg) == [], seg.name
+    # The SR references LABELMAP segments: dicom3tools' lag is checked, not ignored.
+    assert validators.sr_dciodvfy_errors(folder / "sr.dcm") == []
+
+
+def test_demo_finds_every_structure_and_reports_it(demo_output: tuple) -> None:
+    folder = _series_folder(demo_output[0])
+    table = pd.read_parquet(folder / "qa.parquet")
+    present = table[table.status == "present"]
+    assert set(present.structure) == DEMO_STRUCTURES
+    assert (present.components == 1).all()
+    assert not present.flag_wrong_side.any()
+    (seg_path,) = folder.glob("seg_*.dcm")
+    seg = hd.seg.segread(seg_path)
+    labels = {d.SegmentLabel for d in seg.SegmentSequence if d.SegmentNumber != 0}
+    assert len(labels) == len(DEMO_STRUCTURES)
+    sr = hd.sr.srread(folder / "sr.dcm")
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert {g.tracking_identifier for g in groups} == DEMO_STRUCTURES
