@@ -51,7 +51,6 @@ from pydicom.sr.codedict import codes
 
 from omas_idc.catalog.model import Catalog, Code, Structure
 from omas_idc.encode.provenance import Provenance, derived_uid
-from omas_idc.encode.seg import series_number_for
 from omas_idc.encode.segments import coded
 from omas_idc.encode.sources import load_source_datasets
 from omas_idc.encode.sr import (
@@ -59,8 +58,8 @@ from omas_idc.encode.sr import (
     OMAS_SCHEME_NAME,
     OMAS_SCHEME_ORGANIZATION,
     QUALITATIVE_EVALUATIONS,
+    build_report,
     finding_sites,
-    finish_sr,
     scheme_item,
     segment_references,
 )
@@ -336,29 +335,21 @@ def encode_annotation_sr(
                 ]
             )
         report[0].ContentSequence.append(_status_container(statuses))
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=evidence,
-            content=report,
-            series_instance_uid=provenance.uid(series_uid, "annotation-sr", "series"),
-            series_number=series_number_for(volume.header.series_number, ANNOTATION_SR_POSITION),
-            sop_instance_uid=provenance.uid(series_uid, "annotation-sr", "instance"),
-            instance_number=1,
-            manufacturer=provenance.manufacturer,
-            is_complete=True,
-            is_final=False,
-            is_verified=False,
-        )
     except (ValueError, TypeError, AttributeError) as err:
         raise EncodingError(
-            f"highdicom refused to build the annotation report: {err}",
+            f"highdicom refused the annotation groups: {err}",
             series_instance_uid=series_uid or None,
             reason="highdicom",
         ) from err
-    finish_sr(
-        sr,
+    sr = build_report(
+        volume,
+        evidence,
+        report,
         provenance,
-        f"{provenance.model} annotation status",
-        [scheme_item(OMAS_SCHEME, OMAS_SCHEME_NAME, OMAS_SCHEME_ORGANIZATION)],
+        kind="annotation-sr",
+        series_position=ANNOTATION_SR_POSITION,
+        description=f"{provenance.model} annotation status",
+        schemes=[scheme_item(OMAS_SCHEME, OMAS_SCHEME_NAME, OMAS_SCHEME_ORGANIZATION)],
     )
     logger.info(
         "series %s: annotation SR with %d structures (%d present)",

@@ -57,9 +57,9 @@ __all__ = [
     "QUALITATIVE_EVALUATIONS",
     "SR_SERIES_POSITION",
     "VERDICT_CODES",
+    "build_report",
     "encode_sr",
     "finding_sites",
-    "finish_sr",
     "scheme_item",
     "segment_references",
 ]
@@ -260,17 +260,50 @@ def _default_schemes() -> list[Dataset]:
     ]
 
 
-def finish_sr(
-    sr: hd.sr.Comprehensive3DSR,
+def build_report(
+    volume: CTVolume,
+    evidence: Sequence[Dataset],
+    report: hd.sr.MeasurementReport,
     provenance: Provenance,
+    *,
+    kind: str,
+    series_position: int,
     description: str,
     schemes: Sequence[Dataset] | None = None,
-) -> None:
-    """Replace everything highdicom takes from the clock; declare the coding schemes.
+) -> hd.sr.Comprehensive3DSR:
+    """The Comprehensive 3D SR around ``report``, deterministic and with its schemes declared.
 
+    Everything highdicom takes from the clock is replaced by ``provenance``'s timestamp; the
+    UIDs derive from the source series, ``kind`` (``"sr"``, ``"annotation-sr"``) and
+    ``provenance``; the SeriesNumber follows :func:`series_number_for` at ``series_position``.
     ``schemes`` are the CodingSchemeIdentificationSequence items (PS3.3 C.12.1); by default
     the private ``99OMAS`` scheme and IBSI, as the QA report uses them.
+
+    Raises
+    ------
+    EncodingError
+        If highdicom refuses the report.
     """
+    series_uid = volume.series_instance_uid
+    try:
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=list(evidence),
+            content=report,
+            series_instance_uid=provenance.uid(series_uid, kind, "series"),
+            series_number=series_number_for(volume.header.series_number, series_position),
+            sop_instance_uid=provenance.uid(series_uid, kind, "instance"),
+            instance_number=1,
+            manufacturer=provenance.manufacturer,
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+        )
+    except (ValueError, TypeError, AttributeError) as err:
+        raise EncodingError(
+            f"highdicom refused to build the {description} report: {err}",
+            series_instance_uid=series_uid or None,
+            reason="highdicom",
+        ) from err
     for keyword in ("ContentDate", "SeriesDate", "InstanceCreationDate"):
         if keyword in sr:
             setattr(sr, keyword, provenance.date)
@@ -284,6 +317,7 @@ def finish_sr(
     sr.CodingSchemeIdentificationSequence = list(
         schemes if schemes is not None else _default_schemes()
     )
+    return sr
 
 
 def encode_sr(
@@ -363,25 +397,21 @@ def encode_sr(
             procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
             imaging_measurements=groups,
         )
-        report[0].ContentSequence.append(_series_evaluations(qa))
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=list(segs),
-            content=report,
-            series_instance_uid=provenance.uid(series_uid, "sr", "series"),
-            series_number=series_number_for(volume.header.series_number, SR_SERIES_POSITION),
-            sop_instance_uid=provenance.uid(series_uid, "sr", "instance"),
-            instance_number=1,
-            manufacturer=provenance.manufacturer,
-            is_complete=True,
-            is_final=False,
-            is_verified=False,
-        )
     except (ValueError, TypeError, AttributeError) as err:
         raise EncodingError(
-            f"highdicom refused to build the measurement report: {err}",
+            f"highdicom refused the measurement groups: {err}",
             series_instance_uid=series_uid or None,
             reason="highdicom",
         ) from err
-    finish_sr(sr, provenance, f"{provenance.model.upper()} QA measurements")
+    report[0].ContentSequence.append(_series_evaluations(qa))
+    sr = build_report(
+        volume,
+        segs,
+        report,
+        provenance,
+        kind="sr",
+        series_position=SR_SERIES_POSITION,
+        description=f"{provenance.model.upper()} QA measurements",
+    )
     logger.info("series %s: SR with %d measurement groups", series_uid, len(groups))
     return sr
