@@ -11,8 +11,6 @@ cases have no rows here: they are in the outcome file (:mod:`omas_idc.release.an
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +18,12 @@ from typing import TYPE_CHECKING, Any
 from omas_idc import __version__
 from omas_idc.encode.annotation_sr import AnnotationStatus
 from omas_idc.errors import EncodingError
-from omas_idc.publish.release_table import MAX_CELL_BYTES
-from omas_idc.publish.release_table import _code_columns as code_columns
+from omas_idc.publish.parquet import (
+    STRUCTURE_CODE_FIELDS,
+    arrow_schema,
+    structure_code_columns,
+    write_rows,
+)
 
 if TYPE_CHECKING:
     from omas_idc.release.annotations import ReleasedCase
@@ -44,11 +46,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("patient_id", _STRING),
     ("series_match", _STRING),
     ("structure", _STRING),
-    *(
-        (f"{field}_{part}", _STRING)
-        for field in ("category", "type", "type_modifier", "region", "region_modifier")
-        for part in ("code", "scheme", "meaning")
-    ),
+    *STRUCTURE_CODE_FIELDS,
     ("status", _STRING),
     ("annotated", "bool"),
     ("present", "bool"),
@@ -67,16 +65,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
 
 def annotations_schema() -> Any:
     """The table's ``pyarrow.Schema`` (pyarrow is imported on use)."""
-    import pyarrow as pa
-
-    types = {
-        _STRING: pa.string(),
-        "int32": pa.int32(),
-        "int64": pa.int64(),
-        "float64": pa.float64(),
-        "bool": pa.bool_(),
-    }
-    return pa.schema([pa.field(name, types[kind]) for name, kind in _FIELDS])
+    return arrow_schema(_FIELDS)
 
 
 def annotation_rows(released: ReleasedCase) -> list[dict[str, Any]]:
@@ -107,11 +96,7 @@ def annotation_rows(released: ReleasedCase) -> list[dict[str, Any]]:
                 "patient_id": header.patient_id,
                 "series_match": released.match_method,
                 "structure": s.name,
-                **code_columns("category", s.category),
-                **code_columns("type", s.type),
-                **code_columns("type_modifier", s.type_modifier),
-                **code_columns("region", s.region),
-                **code_columns("region_modifier", s.region_modifier),
+                **structure_code_columns(s),
                 "status": item.status.value,
                 "annotated": item.status is not AnnotationStatus.NOT_ANNOTATED,
                 "present": item.status is AnnotationStatus.PRESENT,
@@ -136,34 +121,7 @@ def write_annotations_table(rows: Sequence[Mapping[str, Any]], path: str | Path)
     Raises
     ------
     EncodingError
-        If a cell is larger than :data:`~omas_idc.publish.release_table.MAX_CELL_BYTES` or a
+        If a cell is larger than :data:`~omas_idc.publish.parquet.MAX_CELL_BYTES` or a
         value does not fit its column.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    for row in rows:
-        for key, value in row.items():
-            if len(str(value).encode()) > MAX_CELL_BYTES:
-                raise EncodingError(
-                    f"annotations table cell {key} of case {row.get('case_id')} holds more "
-                    f"than {MAX_CELL_BYTES} bytes",
-                    reason="cell-too-large",
-                )
-    try:
-        table = pa.Table.from_pylist([dict(r) for r in rows], schema=annotations_schema())
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise EncodingError(
-            f"annotation rows do not fit the schema: {err}", reason="schema"
-        ) from err
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        pq.write_table(table, temporary, compression="zstd")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return write_rows(rows, _FIELDS, path, table="annotations table", error=EncodingError)

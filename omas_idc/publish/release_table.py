@@ -10,8 +10,6 @@ limit on a row is far higher, but a cell that large means a bug): the writer che
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,17 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from omas_idc import __version__
-from omas_idc.catalog.model import Code
 from omas_idc.errors import QAError
+from omas_idc.publish.parquet import (
+    MAX_CELL_BYTES,
+    STRUCTURE_CODE_FIELDS,
+    arrow_schema,
+    structure_code_columns,
+    write_rows,
+)
 from omas_idc.qa.records import QARecord, SeriesQA
 
 __all__ = ["MAX_CELL_BYTES", "release_rows", "release_schema", "write_release_table"]
-
-MAX_CELL_BYTES = 1_000_000
 
 _STRING = "string"
 _FIELDS: tuple[tuple[str, str], ...] = (
@@ -42,11 +44,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("task", _STRING),
     ("label", "int32"),
     ("structure", _STRING),
-    *(
-        (f"{field}_{part}", _STRING)
-        for field in ("category", "type", "type_modifier", "region", "region_modifier")
-        for part in ("code", "scheme", "meaning")
-    ),
+    *STRUCTURE_CODE_FIELDS,
     ("status", _STRING),
     ("verdict", _STRING),
     ("reasons", "list<string>"),
@@ -78,25 +76,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
 
 def release_schema() -> Any:
     """The table's ``pyarrow.Schema`` (pyarrow is imported on use)."""
-    import pyarrow as pa
-
-    types = {
-        _STRING: pa.string(),
-        "int32": pa.int32(),
-        "int64": pa.int64(),
-        "float64": pa.float64(),
-        "bool": pa.bool_(),
-        "list<string>": pa.list_(pa.string()),
-    }
-    return pa.schema([pa.field(name, types[kind]) for name, kind in _FIELDS])
-
-
-def _code_columns(prefix: str, code: Code | None) -> dict[str, str | None]:
-    return {
-        f"{prefix}_code": code.value if code else None,
-        f"{prefix}_scheme": code.scheme if code else None,
-        f"{prefix}_meaning": code.meaning if code else None,
-    }
+    return arrow_schema(_FIELDS)
 
 
 def _row(
@@ -123,11 +103,7 @@ def _row(
         "task": record.task,
         "label": record.label,
         "structure": s.name,
-        **_code_columns("category", s.category),
-        **_code_columns("type", s.type),
-        **_code_columns("type_modifier", s.type_modifier),
-        **_code_columns("region", s.region),
-        **_code_columns("region_modifier", s.region_modifier),
+        **structure_code_columns(s),
         "status": record.status.value,
         "verdict": record.verdict.value,
         "reasons": list(reasons),
@@ -196,23 +172,6 @@ def release_rows(
     return [_row(r, qa, header or {}, refs.get(r.name), sr) for r in qa.records]
 
 
-def _check_cells(rows: Sequence[Mapping[str, Any]]) -> None:
-    for row in rows:
-        for key, value in row.items():
-            size = (
-                sum(len(str(v).encode()) for v in value)
-                if isinstance(value, list)
-                else len(str(value).encode())
-            )
-            if size > MAX_CELL_BYTES:
-                raise QAError(
-                    f"release table cell {key} holds {size} bytes (> {MAX_CELL_BYTES}); "
-                    "a cell that large cannot be loaded into BigQuery comfortably",
-                    series_instance_uid=str(row.get("source_series_instance_uid") or "") or None,
-                    reason="cell-too-large",
-                )
-
-
 def write_release_table(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Write ``rows`` as parquet (atomically: a temporary name, then a rename).
 
@@ -221,23 +180,4 @@ def write_release_table(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     QAError
         If a cell is larger than :data:`MAX_CELL_BYTES` or a value does not fit its column.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    _check_cells(rows)
-    schema = release_schema()
-    try:
-        table = pa.Table.from_pylist([dict(row) for row in rows], schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise QAError(f"release rows do not fit the schema: {err}", reason="schema") from err
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        pq.write_table(table, temporary, compression="zstd")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return write_rows(rows, _FIELDS, path, table="release table", error=QAError)
