@@ -7,12 +7,14 @@ reading it with:
 - ``dcm2niix -z n`` (the PyPI binary; parses, decodes and writes an uncompressed NIfTI);
 - SimpleITK's ``ImageSeriesReader`` (GDCM), in memory.
 
-Each timing is the best of ``--repeats`` runs (the file cache is warm for all three). Prints
-the times and the ratios peer / omas-idc (above 1 means omas-idc is faster). ``--quick`` uses
-a small series so that CI can run it in seconds; full runs replace the "read" section of
-benchmarks/RESULTS.md.
+Each timing is the best of ``--repeats`` runs (the file cache is warm for all three), with the
+CPU time (user + system, all threads) of that run, which shows how many cores each reader kept
+busy. Prints the times and the ratios peer / omas-idc (above 1 means omas-idc is faster).
+``--quick`` uses a small series so that CI can run it in seconds; full runs replace the "read"
+section of benchmarks/RESULTS.md. ``--workdir DIR`` keeps the phantom series in DIR and reuses
+them on the next run (writing the JPEG 2000 series takes minutes).
 
-Usage: ``python benchmarks/read.py [--quick] [--repeats N] [--results PATH]``
+Usage: ``python benchmarks/read.py [--quick] [--repeats N] [--results PATH] [--workdir DIR]``
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,13 +35,23 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def _best(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def _cpu_seconds() -> float:
+    """User + system time of this process (all threads) and its waited-for children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _best(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Wall seconds of the fastest of ``repeats`` runs and the CPU seconds of that run."""
+    runs = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        cpu, start = _cpu_seconds(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        runs.append((time.perf_counter() - start, _cpu_seconds() - cpu))
+    return min(runs)
 
 
 def _omas(folder: Path) -> Callable[[], object]:
@@ -79,7 +92,11 @@ def _simpleitk(folder: Path) -> Callable[[], object] | None:
 def _make_series(root: Path, shape: tuple[int, int, int], transfer_syntax: str) -> Path:
     from omas_idc.testing.phantom import PhantomOptions, make_phantom
 
-    folder = root / transfer_syntax
+    folder = root / f"{transfer_syntax}-{'x'.join(map(str, shape))}"
+    complete = root / f"{folder.name}.complete"
+    if complete.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
     # 1.6 x 0.8 mm at 512 columns: the phantom's body fills the field of view.
     scale = 512 / shape[2]
     make_phantom(
@@ -92,6 +109,7 @@ def _make_series(root: Path, shape: tuple[int, int, int], transfer_syntax: str) 
             transfer_syntax=transfer_syntax,
         ),
     )
+    complete.touch()
     return folder
 
 
@@ -100,28 +118,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small series, one repeat")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--results", type=Path, default=None, help="markdown file to update")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep (and reuse) the phantom series here"
+    )
     args = parser.parse_args(argv)
     shape = (12, 64, 64) if args.quick else (300, 512, 512)
     repeats = args.repeats or (1 if args.quick else 3)
     rows = []
     with tempfile.TemporaryDirectory(prefix="omas-read-bench-") as tmp:
         root = Path(tmp)
+        series_root = args.workdir or root
+        series_root.mkdir(parents=True, exist_ok=True)
         for syntax in ("explicit", "jpeg2000"):
             start = time.perf_counter()
-            folder = _make_series(root, shape, syntax)
-            print(f"wrote {syntax} phantom {shape} in {time.perf_counter() - start:.1f} s")
+            folder = _make_series(series_root, shape, syntax)
+            print(f"{syntax} phantom {shape} ready in {time.perf_counter() - start:.1f} s")
             readers = {
                 "omas-idc": _omas(folder),
                 "dcm2niix": _dcm2niix(folder, root / f"nii-{syntax}"),
                 "SimpleITK": _simpleitk(folder),
             }
             times = {name: _best(fn, repeats) for name, fn in readers.items() if fn is not None}
-            ours = times["omas-idc"]
-            for name, seconds in times.items():
+            ours = times["omas-idc"][0]
+            for name, (seconds, cpu) in times.items():
                 ratio = seconds / ours
-                rows.append((syntax, name, seconds, ratio))
+                rows.append((syntax, name, seconds, cpu, ratio))
                 print(
-                    f"{syntax:9s} {name:10s} {seconds:8.3f} s   ratio {name}/omas-idc = {ratio:.2f}"
+                    f"{syntax:9s} {name:10s} {seconds:8.3f} s (CPU {cpu:7.3f} s)   "
+                    f"ratio {name}/omas-idc = {ratio:.2f}"
                 )
     size = "x".join(str(v) for v in shape[::-1])
     cpus = os.cpu_count()
@@ -132,11 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(x*y*z), best of {repeats}, {cpus} CPUs, Python {platform.python_version()}, "
         f"{platform.machine()}. omas-idc reads into memory (int16 HU, geometry); dcm2niix "
         "converts to an uncompressed NIfTI; SimpleITK reads into memory. Ratio = peer time / "
-        "omas-idc time (above 1: omas-idc is faster).",
+        "omas-idc time (above 1: omas-idc is faster). CPU = user + system time of the same "
+        "run over all threads (CPU / seconds ~ cores kept busy).",
         "",
-        "| series | reader | seconds | ratio peer/omas-idc |",
-        "|---|---|---|---|",
-        *(f"| {s} | {n} | {t:.3f} | {r:.2f} |" for s, n, t, r in rows),
+        "| series | reader | seconds | CPU s | ratio peer/omas-idc |",
+        "|---|---|---|---|---|",
+        *(f"| {s} | {n} | {t:.3f} | {c:.3f} | {r:.2f} |" for s, n, t, c, r in rows),
         "",
     ]
     target = args.results or (None if args.quick else RESULTS)

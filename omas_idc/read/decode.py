@@ -1,8 +1,10 @@
 """Pixel decoding (threads) and the stored value -> Hounsfield unit conversion.
 
-Decoding uses pydicom's pixel backends (pylibjpeg with openjpeg/libjpeg/rle, pyjpegls, and
-pydicom's own native, RLE and deflate handling), one file per task in a thread pool; the
-compressed codecs release the GIL for most of their work. Every transfer syntax in IDC decodes:
+One file per task in a thread pool. Uncompressed 16-bit little-endian data is read with numpy;
+JPEG 2000 goes first to :mod:`omas_idc.read.codecs` (imagecodecs, which releases the GIL, so the
+threads decode in parallel); everything else, and whatever that module declines, goes to
+pydicom's pixel backends (pylibjpeg with openjpeg/libjpeg/rle, pyjpegls, and pydicom's own
+native, RLE and deflate handling), which hold the GIL. Every transfer syntax in IDC decodes:
 native little/big endian, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000.
 A file that no installed backend decodes (e.g. the retired JPEG processes 6/8 and 10/12)
 refuses the series with :class:`~omas_idc.errors.UnsupportedSeriesError` naming the syntax.
@@ -22,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from omas_idc.errors import UnsupportedSeriesError
+from omas_idc.read import codecs
 from omas_idc.read.slices import SliceRecord
 
 __all__ = ["PADDING_HU", "decode_volume", "stored_to_hu"]
@@ -145,6 +148,8 @@ def _decode_file(
     ts = UID(f.transfer_syntax_uid)
     try:
         stored = _native_frames(ds, ts)
+        if stored is None:
+            stored = codecs.decode_frames(ds, ts)
         if stored is None:
             stored = pydicom.pixels.pixel_array(ds, raw=True)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, EOFError) as err:
