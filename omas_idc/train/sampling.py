@@ -1,12 +1,17 @@
 """Patch sampling with foreground oversampling, as nnU-Net's data loader does it.
 
 Each patch comes from a case drawn uniformly at random. With probability
-``foreground_oversampling`` the patch is centred on a random voxel of a random annotated
-class present in the case; otherwise its position is uniform, allowed to reach past the
-volume by half a patch where the volume is smaller than the patch (nnU-Net's
-``need_to_pad``). Outside the volume the data is 0 (the normalised mean, as nnU-Net pads)
-and the label background. All randomness comes from one ``numpy.random.Generator``, whose
-state the checkpoints save.
+``foreground_oversampling`` the region is centred on a random voxel of a random annotated
+class present in the case; otherwise its position is uniform. Where spatial augmentation
+needs a region larger than the patch (its centre is cut after rotation and scaling), the
+region may reach past the volume by half that margin on each side, and by more where the
+volume is smaller than the region (nnU-Net's ``need_to_pad``): so the final patch reaches
+every voxel, and a structure can be seen at any position within the patch. Without that
+margin, an axis about as long as the region would always be cut at the same place and its
+outer margin never seen, and the network would learn where in the patch a structure lies
+rather than what it looks like. Outside the volume the data is 0 (the normalised mean, as
+nnU-Net pads) and the label background. All randomness comes from one
+``numpy.random.Generator``, whose state the checkpoints save.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ class PatchSampler:
 
     def _start(self, case: TrainingCase, size: Sequence[int], force_fg: bool) -> list[int]:
         shape = case.labels.shape
-        need = [max(0, s - d) for s, d in zip(size, shape, strict=True)]
+        need = [max(s - p, s - d, 0) for s, p, d in zip(size, self.patch_size, shape, strict=True)]
         lb = [-n // 2 for n in need]
         ub = [d + n // 2 + n % 2 - s for d, n, s in zip(shape, need, size, strict=True)]
         present = [c for c in case.class_locations if case.annotated[c]]

@@ -1,4 +1,5 @@
-"""Units of training: losses, nnU-Net's intensity statistics, planner, config, augmentation."""
+"""Units of training: losses, nnU-Net's intensity statistics, planner, config, augmentation,
+patch sampling."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from omas_idc.train.config import PlansConfig, load_train_config
 torch = pytest.importorskip("torch")
 
 from omas_idc.train.augment import AugmentationParams, augment_patch  # noqa: E402
+from omas_idc.train.data import TrainingCase  # noqa: E402
 from omas_idc.train.intensity import foreground_intensity_properties  # noqa: E402
 from omas_idc.train.losses import exclusion_loss, marginal_loss, plain_loss  # noqa: E402
 from omas_idc.train.planner import configuration_from_plans, make_plans  # noqa: E402
+from omas_idc.train.sampling import PatchSampler  # noqa: E402
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,3 +183,42 @@ def test_augmentation_without_spatial_change_is_an_exact_crop() -> None:
     out2, seg2 = augment_patch(data, labels, patch, identity, np.random.default_rng(0))
     assert torch.allclose(out2[0], data[0][region], atol=1e-3)
     assert torch.equal(seg2, labels[region])
+
+
+def test_patches_reach_every_voxel_and_place_structures_anywhere_in_the_patch() -> None:
+    # A volume as long as the region spatial augmentation cuts (1.5 x the patch) along one
+    # axis: unless the region may reach past the volume (nnU-Net's need_to_pad), every patch
+    # is cut at the same place along that axis, and a network learns where in the patch a
+    # structure lies instead of what it looks like (it then misses it in sliding windows).
+    params = AugmentationParams(p_spatial=0.0, p_noise=0, p_brightness=0, p_contrast=0, p_gamma=0)
+    patch = (8, 8, 8)
+    shape = (20, params.source_size(patch)[1], 20)
+    data = 1.0 + torch.arange(float(np.prod(shape))).reshape(1, *shape)  # 0 is padding
+    labels = torch.zeros(shape, dtype=torch.uint8)
+    labels[8:12, 4:8, 8:12] = 1
+    annotated = np.array([True, True])
+    case = TrainingCase(
+        name="box",
+        dataset="d",
+        data=data,
+        labels=labels,
+        annotated=annotated,
+        absent=np.zeros(2, dtype=bool),
+        class_locations={1: np.argwhere(labels.numpy() == 1).astype(np.int64)},
+    )
+    sampler = PatchSampler([case], patch, 4, 0.5, np.random.default_rng(0), params)
+    origins: set[tuple[int, ...]] = set()
+    structure_offsets: set[tuple[int, ...]] = set()
+    for _ in range(50):
+        batch = sampler.sample()
+        for values, target in zip(batch.data, batch.target, strict=True):
+            origins.add(tuple(int(v) for v in np.unravel_index(int(values[0, 0, 0, 0]) - 1, shape)))
+            if target.any():
+                structure_offsets.add(tuple(int(v) for v in target.nonzero().min(0).values))
+    for axis in range(3):
+        # the patch reaches both ends of the volume ...
+        reached = {origin[axis] for origin in origins}
+        assert min(reached) == 0
+        assert max(reached) == shape[axis] - patch[axis]
+        # ... and the structure is seen at many places of the patch
+        assert len({offset[axis] for offset in structure_offsets}) >= 4
