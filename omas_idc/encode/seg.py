@@ -32,14 +32,27 @@ from dataclasses import dataclass
 import highdicom as hd
 import numpy as np
 import numpy.typing as npt
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from omas_idc.catalog.model import Catalog, Structure
+from omas_idc.encode.binary_frames import SegmentFrames, pack_binary_frames
 from omas_idc.encode.binary_merge import merge_binary_segmentations
 from omas_idc.encode.provenance import Provenance
+from omas_idc.encode.rle import encode_rle_frames
+from omas_idc.encode.runs import LabelLayout, label_layout
 from omas_idc.encode.segments import algorithm_identification, segment_description
 from omas_idc.encode.sources import load_source_datasets
+from omas_idc.encode.template import (
+    LazySegmentation,
+    SegTemplate,
+    build_template,
+    highdicom_segmentation,
+    plane_slices,
+)
 from omas_idc.errors import CatalogError, EncodingError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
@@ -119,54 +132,75 @@ def _finish(
     return seg
 
 
-def _segmentation(
-    sources: Sequence[Dataset],
-    pixel_array: npt.NDArray[np.generic],
-    segmentation_type: str,
+def _frames(volume: CTVolume, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    """The label array in highdicom's plane order (a multi-frame source's frame order)."""
+    order = plane_slices(volume)
+    return array if np.array_equal(order, np.arange(len(order))) else array[order]
+
+
+def _labelmap_segments(
     descriptions: Sequence[hd.seg.SegmentDescription],
+) -> list[hd.seg.SegmentDescription]:
+    """The LABELMAP Segment Sequence: highdicom's background segment 0, then ``descriptions``."""
+    first = descriptions[0]
+    algorithm = first.get("SegmentationAlgorithmIdentificationSequence")
+    background = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Background",
+        segmented_property_category=hd.sr.CodedConcept("125040", "DCM", "Background"),
+        segmented_property_type=hd.sr.CodedConcept("125040", "DCM", "Background"),
+        algorithm_type=first.SegmentAlgorithmType,
+        algorithm_identification=algorithm,
+        display_color=(
+            hd.color.CIELabColor(0.0, 0.0, 0.0)
+            if any("RecommendedDisplayCIELabValue" in d for d in descriptions)
+            else None
+        ),
+    )
+    background.SegmentNumber = 0
+    if algorithm is not None:
+        del background.SegmentationAlgorithmIdentificationSequence
+    return [background, *descriptions]
+
+
+def _from_template(
+    template: SegTemplate,
+    *,
+    segments: list[hd.seg.SegmentDescription],
     series_uid: str,
     instance_uid: str,
     series_number: int,
-    provenance: Provenance,
+    frame_slices: npt.NDArray[np.intp],
+    dimension_values: npt.NDArray[np.int64],
+    segment_numbers: npt.NDArray[np.int64] | None,
+    dimension_organization_type: str | None,
+    pixel_data: bytes,
     transfer_syntax: str,
-    volume: CTVolume,
+    bits_allocated: int,
+    segments_overlap: str,
 ) -> hd.seg.Segmentation:
-    try:
-        return hd.seg.Segmentation(
-            source_images=sources,
-            pixel_array=pixel_array,
-            segmentation_type=segmentation_type,
-            segment_descriptions=descriptions,
-            series_instance_uid=series_uid,
-            series_number=series_number,
-            sop_instance_uid=instance_uid,
-            instance_number=1,
-            manufacturer=provenance.manufacturer,
-            manufacturer_model_name=f"omas-idc {provenance.model}"[:64],
-            software_versions=provenance.omas_idc_version,
-            device_serial_number="0",
-            content_creator_name=provenance.content_creator_name,
-            content_label="SEGMENTATION",
-            content_description=f"{provenance.name} {provenance.model_version}"[:64],
-            transfer_syntax_uid=transfer_syntax,
-            omit_empty_frames=True,
-        )
-    except (ValueError, TypeError, AttributeError) as err:
-        raise EncodingError(
-            f"highdicom refused to build the {segmentation_type} SEG: {err}",
-            series_instance_uid=volume.series_instance_uid,
-            reason="highdicom",
-        ) from err
-
-
-def _frames(volume: CTVolume, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-    """The label array in the order of the distinct source files (multi-frame: one file)."""
-    if len(set(volume.files)) == len(volume.files):
-        return array
-    # A multi-frame source: highdicom takes frames in the source's frame order.
-    frame_numbers = [ref.frame_number or 0 for ref in volume.source_refs]
-    order = np.argsort(frame_numbers, kind="stable")
-    return array[order]
+    """One SEG: the template's header with this SEG's segments, frames and pixels."""
+    ds = template.new_dataset()
+    ds.SeriesInstanceUID = series_uid
+    ds.SOPInstanceUID = instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(instance_uid)
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+    ds.SeriesNumber = series_number
+    ds.SegmentSequence = DicomSequence(segments)
+    ds.SegmentsOverlap = segments_overlap
+    ds.BitsAllocated = ds.BitsStored = bits_allocated
+    ds.HighBit = bits_allocated - 1
+    ds.NumberOfFrames = len(frame_slices)
+    if dimension_organization_type is not None:
+        ds.DimensionOrganizationType = dimension_organization_type
+    ds[0x52009230] = template.functional_groups(frame_slices, dimension_values, segment_numbers)
+    ds.add_new(0x7FE00010, "OB", pixel_data)
+    # Written as encoded, not re-encoded: the pre-encoded sequences go out as they are.
+    ds.set_original_encoding(
+        False, True, convert_encodings(ds.get("SpecificCharacterSet") or "ISO_IR 6")
+    )
+    ds.__class__ = LazySegmentation
+    return ds  # type: ignore[return-value]
 
 
 def encode_labelmaps(
@@ -201,13 +235,15 @@ def encode_labelmaps(
     series_uid = volume.series_instance_uid
     order = list(task_order or [lm.task for lm in labelmaps])
     algorithm = algorithm_identification(provenance)
+    template: SegTemplate | None = None
+    template_built = False
     results: list[EncodedSeg] = []
     for labelmap in labelmaps:
         _check_grid(volume, labelmap.array, labelmap.task)
         structures = _resolve(catalog, labelmap, series_uid)
-        present_labels = labelmap.present_labels()
-        present = [v for v in present_labels if v in structures]
-        unknown = sorted(set(present_labels) - set(structures))
+        layout = label_layout(labelmap.array)
+        present = [v for v in layout.labels if v in structures]
+        unknown = sorted(set(layout.labels) - set(structures))
         if unknown:
             raise EncodingError(
                 f"task {labelmap.task} label map holds values {unknown} that its label table "
@@ -223,19 +259,41 @@ def encode_labelmaps(
         descriptions = [
             segment_description(v, structures[v], provenance, algorithm) for v in present
         ]
+        if not template_built:
+            template = build_template(
+                volume,
+                sources,
+                "LABELMAP",
+                segment_description(1, structures[present[0]], provenance, algorithm),
+                provenance,
+            )
+            template_built = True
         position = order.index(labelmap.task) + 1 if labelmap.task in order else len(order) + 1
-        seg = _segmentation(
-            sources,
-            _frames(volume, labelmap.array.astype(np.uint16 if max(present) > 255 else np.uint8)),
-            "LABELMAP",
-            descriptions,
-            provenance.uid(series_uid, labelmap.task, "series"),
-            provenance.uid(series_uid, labelmap.task, "instance"),
-            series_number_for(volume.header.series_number, position),
-            provenance,
-            RLELossless,
-            volume,
-        )
+        series_number = series_number_for(volume.header.series_number, position)
+        dtype = np.uint16 if max(present) > 255 else np.uint8
+        if template is not None:
+            seg = _labelmap_from_template(
+                template,
+                labelmap.array.astype(dtype, copy=False),
+                layout,
+                descriptions,
+                provenance.uid(series_uid, labelmap.task, "series"),
+                provenance.uid(series_uid, labelmap.task, "instance"),
+                series_number,
+            )
+        else:
+            seg = highdicom_segmentation(
+                sources,
+                _frames(volume, labelmap.array.astype(dtype, copy=False)),
+                "LABELMAP",
+                descriptions,
+                provenance.uid(series_uid, labelmap.task, "series"),
+                provenance.uid(series_uid, labelmap.task, "instance"),
+                series_number,
+                provenance,
+                RLELossless,
+                volume,
+            )
         title = f"{provenance.model.upper()} {labelmap.task} segmentation"
         results.append(
             EncodedSeg(
@@ -251,6 +309,35 @@ def encode_labelmaps(
             )
         )
     return results
+
+
+def _labelmap_from_template(
+    template: SegTemplate,
+    array: npt.NDArray[np.unsignedinteger],
+    layout: LabelLayout,
+    descriptions: list[hd.seg.SegmentDescription],
+    series_uid: str,
+    instance_uid: str,
+    series_number: int,
+) -> hd.seg.Segmentation:
+    """A LABELMAP SEG of the slices that hold labels, in the template's frame order."""
+    labelled = layout.labelled_slices
+    frame_slices = template.frame_order[np.isin(template.frame_order, labelled)]
+    return _from_template(
+        template,
+        segments=_labelmap_segments(descriptions),
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        series_number=series_number,
+        frame_slices=frame_slices,
+        dimension_values=np.arange(1, len(frame_slices) + 1, dtype=np.int64)[:, None],
+        segment_numbers=None,
+        dimension_organization_type=template.dimension_organization_type(labelled),
+        pixel_data=encapsulate(encode_rle_frames(array[frame_slices])),
+        transfer_syntax=RLELossless,
+        bits_allocated=8 * array.dtype.itemsize,
+        segments_overlap="NO",
+    )
 
 
 def _disjoint_layers(labelmaps: Sequence[TaskLabelMap]) -> list[set[str]]:
@@ -286,13 +373,128 @@ def encode_binary(
     series_uid = volume.series_instance_uid
     rank = {s.name: i for i, s in enumerate(catalog.structures)}
     members: list[tuple[Structure, TaskLabelMap, int]] = []
+    layouts: dict[int, LabelLayout] = {}
     for labelmap in labelmaps:
         _check_grid(volume, labelmap.array, labelmap.task)
         structures = _resolve(catalog, labelmap, series_uid)
-        members.extend((structures[v], labelmap, v) for v in labelmap.present_labels())
+        layout = layouts[id(labelmap)] = label_layout(labelmap.array)
+        unknown = sorted(set(layout.labels) - set(structures))
+        if unknown:
+            raise EncodingError(
+                f"task {labelmap.task} label map holds values {unknown} that its label table "
+                "does not name",
+                series_instance_uid=series_uid,
+                reason="unnamed-label",
+            )
+        members.extend((structures[v], labelmap, v) for v in layout.labels)
     if not members:
         return None
     members.sort(key=lambda m: (rank[m[0].name], m[1].task, m[2]))
+    algorithm = algorithm_identification(provenance)
+    descriptions = [
+        segment_description(number, structure, provenance, algorithm)
+        for number, (structure, _, _) in enumerate(members, start=1)
+    ]
+    series_number = series_number_for(volume.header.series_number, 0)
+    template = build_template(
+        volume,
+        sources,
+        "BINARY",
+        segment_description(1, members[0][0], provenance, algorithm),
+        provenance,
+    )
+    if template is not None:
+        seg = _binary_from_template(
+            template,
+            members,
+            layouts,
+            descriptions,
+            provenance.uid(series_uid, "binary", "series"),
+            provenance.uid(series_uid, "binary", "instance"),
+            series_number,
+        )
+    else:
+        seg = _binary_by_layers(volume, sources, labelmaps, members, provenance, series_number)
+    return EncodedSeg(
+        dataset=_finish(
+            seg,
+            provenance,
+            f"{provenance.model.upper()} segmentation",
+            provenance.uid(series_uid, "binary", "dimension-organization"),
+        ),
+        segments={n: m[0] for n, m in enumerate(members, start=1)},
+        tasks=tuple(dict.fromkeys(lm.task for lm in labelmaps)),
+        layout="binary",
+    )
+
+
+def _binary_from_template(
+    template: SegTemplate,
+    members: Sequence[tuple[Structure, TaskLabelMap, int]],
+    layouts: Mapping[int, LabelLayout],
+    descriptions: list[hd.seg.SegmentDescription],
+    series_uid: str,
+    instance_uid: str,
+    series_number: int,
+) -> hd.seg.Segmentation:
+    """The BINARY SEG: frames by segment, then along the slice normal, as highdicom orders them.
+
+    A frame's spatial dimension index is the rank of its plane among the planes that hold any
+    segment; Segments Overlap is NO for one task (labels are exclusive within a task) and
+    UNDEFINED across tasks, which may overlap (CADS: heart and its chambers).
+    """
+    rank = np.empty(len(template.frame_order), dtype=np.intp)
+    rank[template.frame_order] = np.arange(len(template.frame_order))
+    segments = []
+    for _, labelmap, value in members:
+        layout = layouts[id(labelmap)]
+        slices = layout.slices[value]
+        segments.append(
+            SegmentFrames(
+                labelmap.array, value, slices[np.argsort(rank[slices])], layout.boxes[value]
+            )
+        )
+    included = np.unique(np.concatenate([s.slices for s in segments]))
+    spatial = np.zeros(len(rank), dtype=np.int64)
+    spatial[included[np.argsort(rank[included])]] = np.arange(1, len(included) + 1)
+    frame_slices = np.concatenate([s.slices for s in segments])
+    numbers = np.repeat(np.arange(1, len(segments) + 1), [len(s.slices) for s in segments])
+    single = len(segments) == 1
+    _, rows, columns = members[0][1].array.shape
+    seg = _from_template(
+        template,
+        segments=descriptions,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        series_number=series_number,
+        frame_slices=frame_slices,
+        dimension_values=np.stack([numbers, spatial[frame_slices]], axis=1),
+        segment_numbers=None if single else numbers,
+        dimension_organization_type=(
+            template.dimension_organization_type(included) if single else None
+        ),
+        pixel_data=pack_binary_frames(segments, rows, columns),
+        transfer_syntax=ExplicitVRLittleEndian,
+        bits_allocated=1,
+        segments_overlap="NO" if len({id(m[1]) for m in members}) == 1 else "UNDEFINED",
+    )
+    if single:
+        identification = Dataset()
+        identification.add_new(0x0062000B, "US", 1)
+        seg.SharedFunctionalGroupsSequence[0].SegmentIdentificationSequence = [identification]
+    return seg
+
+
+def _binary_by_layers(
+    volume: CTVolume,
+    sources: Sequence[Dataset],
+    labelmaps: Sequence[TaskLabelMap],
+    members: Sequence[tuple[Structure, TaskLabelMap, int]],
+    provenance: Provenance,
+    series_number: int,
+) -> hd.seg.Segmentation:
+    """highdicom on each layer of non-overlapping tasks, then merged (sources of other shapes)."""
+    series_uid = volume.series_instance_uid
     algorithm = algorithm_identification(provenance)
     layers = _disjoint_layers(labelmaps)
     parts: list[hd.seg.Segmentation] = []
@@ -307,29 +509,18 @@ def encode_binary(
             local_numbers[(labelmap.task, value)] = (part_index, local)
             descriptions.append(segment_description(local, structure, provenance, algorithm))
         parts.append(
-            _segmentation(
+            highdicom_segmentation(
                 sources,
                 _frames(volume, layer_array),
                 "BINARY",
                 descriptions,
                 provenance.uid(series_uid, "binary", "series"),
                 provenance.uid(series_uid, "binary", "instance"),
-                series_number_for(volume.header.series_number, 0),
+                series_number,
                 provenance,
                 ExplicitVRLittleEndian,
                 volume,
             )
         )
     order = [local_numbers[(m[1].task, m[2])] for m in members]
-    seg = parts[0] if len(parts) == 1 else merge_binary_segmentations(parts, order)
-    return EncodedSeg(
-        dataset=_finish(
-            seg,
-            provenance,
-            f"{provenance.model.upper()} segmentation",
-            provenance.uid(series_uid, "binary", "dimension-organization"),
-        ),
-        segments={n: m[0] for n, m in enumerate(members, start=1)},
-        tasks=tuple(dict.fromkeys(lm.task for lm in labelmaps)),
-        layout="binary",
-    )
+    return parts[0] if len(parts) == 1 else merge_binary_segmentations(parts, order)
