@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
 import pydicom.pixels
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
@@ -61,6 +63,8 @@ def stored_to_hu(
     slope: float,
     intercept: float,
     padding: tuple[int, int] | None = None,
+    *,
+    out: npt.NDArray[np.int16] | None = None,
 ) -> tuple[npt.NDArray[np.int16], int]:
     """Apply the Modality LUT (PS3.3 C.11.1.1.2: HU = stored x slope + intercept).
 
@@ -72,18 +76,21 @@ def stored_to_hu(
         Rescale Slope and Rescale Intercept.
     padding
         Inclusive range of stored values that are padding; set to :data:`PADDING_HU`.
+    out
+        Where to write the HU (same shape); may be the memory ``stored`` lies in.
 
     Returns
     -------
     tuple
-        HU rounded to the nearest integer and clipped to int16, and the number of clipped
-        voxels.
+        HU rounded to the nearest integer and clipped to int16 (``out`` where given), and the
+        number of clipped voxels.
     """
     if slope == 1.0 and float(intercept).is_integer() and padding is None and stored.size:
         low, high = int(stored.min()) + int(intercept), int(stored.max()) + int(intercept)
         if _INT16_MIN <= low and high <= _INT16_MAX:
             # The common case, without temporaries: integer offset that stays in int16.
-            out = np.empty(stored.shape, dtype=np.int16)
+            if out is None:
+                out = np.empty(stored.shape, dtype=np.int16)
             np.add(stored, np.int32(intercept), out=out, casting="unsafe")
             return out, 0
     if slope == 1.0 and float(intercept).is_integer():
@@ -95,7 +102,10 @@ def stored_to_hu(
     clipped = int(np.count_nonzero((hu < _INT16_MIN) | (hu > _INT16_MAX)))
     if clipped:
         hu = np.clip(hu, _INT16_MIN, _INT16_MAX)
-    return hu.astype(np.int16), clipped
+    if out is None:
+        return hu.astype(np.int16), clipped
+    out[...] = hu
+    return out, clipped
 
 
 #: Native little-endian syntaxes whose 16-bit pixel data numpy reads without a decoder.
@@ -127,6 +137,45 @@ def _native_frames(ds: Dataset, ts: UID) -> npt.NDArray[np.integer] | None:
     return stored.reshape(frames, rows, columns)
 
 
+def _read_native_into(
+    ds: Dataset, path: str, ts: UID, target: npt.NDArray[np.int16]
+) -> npt.NDArray[np.integer] | None:
+    """Read one uncompressed 16-bit little-endian frame straight into ``target``'s memory.
+
+    Returns the stored values as a view of ``target`` (no copy, so that uncompressed series
+    cost one read per file), or None where the general path must decode the file: another
+    encoding, several frames, pixel data already read or shorter than one frame.
+    """
+    if (
+        ts not in _NATIVE_LITTLE_ENDIAN
+        or sys.byteorder != "little"
+        or int(ds.get("BitsAllocated", 0)) != 16
+        or int(ds.get("NumberOfFrames", 1) or 1) != 1
+        or not target.flags.c_contiguous
+    ):
+        return None
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if not isinstance(element, RawDataElement) or element.value is not None:
+        return None  # not a deferred read (already read, or read in full with the header)
+    if element.value_tell is None or element.length < target.nbytes:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(element.value_tell)
+        if fh.readinto(target.data.cast("B")) != target.nbytes:
+            return None
+    stored = target.view(np.int16 if int(ds.get("PixelRepresentation", 0)) == 1 else np.uint16)
+    bits_stored = int(ds.get("BitsStored", 16))
+    if bits_stored < 16:
+        # Bits above BitsStored are not part of the value (PS3.5 8.1.1): mask or sign-extend.
+        shift = 16 - bits_stored
+        if stored.dtype.kind == "i":
+            np.left_shift(stored, shift, out=stored)
+            np.right_shift(stored, shift, out=stored)
+        else:
+            np.bitwise_and(stored, (1 << bits_stored) - 1, out=stored)
+    return stored
+
+
 def _decode_file(
     items: Sequence[tuple[int, SliceRecord]],
     out: npt.NDArray[np.int16],
@@ -146,6 +195,15 @@ def _decode_file(
             reason="not-ct-volume",
         )
     ts = UID(f.transfer_syntax_uid)
+    if len(items) == 1:
+        index, rec = items[0]
+        stored = _read_native_into(ds, f.path, ts, out[index])
+        if stored is not None:
+            frame_hu = out[index]
+            _, n = stored_to_hu(
+                stored, rec.rescale_slope, rec.rescale_intercept, _padding_range(ds), out=frame_hu
+            )
+            return n
     try:
         stored = _native_frames(ds, ts)
         if stored is None:
@@ -178,8 +236,9 @@ def _decode_file(
     clipped = 0
     for index, rec in items:
         frame = stored[rec.frame_index or 0]
-        hu, n = stored_to_hu(frame, rec.rescale_slope, rec.rescale_intercept, padding)
-        out[index] = hu
+        _, n = stored_to_hu(
+            frame, rec.rescale_slope, rec.rescale_intercept, padding, out=out[index]
+        )
         clipped += n
     return clipped
 
