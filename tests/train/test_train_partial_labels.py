@@ -1,9 +1,11 @@
 """The point of the marginal loss: one model learns every structure from partial datasets.
 
-Two phantom training sets annotate disjoint halves of four structures. With the same small
-budget, a model trained with the marginal loss finds every structure on held-out phantoms,
-while plain cross-entropy + Dice on the same partial labels (unannotated = background) learns
-that each structure is background half of the time.
+Four phantom training sets each annotate one of four structures, as public datasets do (one
+labels the liver, another the spleen, ...), so each structure is unannotated in three sets
+out of four. With the same small budget, a model trained with the marginal loss finds every
+structure on held-out phantoms, while plain cross-entropy + Dice on the same partial labels
+(unannotated = background) learns that each structure is background most of the time.
+The test prints the measured Dice of both losses and both seeds, and the time taken.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from omas_idc.train.run import train  # noqa: E402
 # together with fat, a property of the normalisation that this test is not about.
 STRUCTURES = ("liver", "spleen", "heart", "kidney_left")
 DATASETS = {
-    "liver_heart": ((401, 402, 403), ("liver", "heart")),
-    "spleen_kidney": ((501, 502, 503), ("spleen", "kidney_left")),
+    "liver": ((401, 402), ("liver",)),
+    "spleen": ((501, 502), ("spleen",)),
+    "heart": ((701, 702), ("heart",)),
+    "kidney": ((801, 802), ("kidney_left",)),
 }
 HELD_OUT = (601, 602)
 SPACING = 8.0
@@ -67,26 +71,33 @@ def _train_and_score(out: Path, loss: str, seed: int) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
+def _report(results: dict[tuple[str, int], dict[str, float]], wall: float, cpu: float) -> str:
+    lines = [
+        f"partial-label comparison, mean Dice on held-out phantoms {list(HELD_OUT)}:",
+        f"{'seed':>4} {'loss':<9}" + "".join(f"{name:>12}" for name in STRUCTURES),
+    ]
+    for (loss, seed), scores in sorted(results.items(), key=lambda item: item[0][::-1]):
+        lines.append(
+            f"{seed:>4} {loss:<9}" + "".join(f"{scores[name]:>12.3f}" for name in STRUCTURES)
+        )
+    lines.append(f"{len(results)} trainings and evaluations: {wall:.0f} s wall, {cpu:.0f} s CPU")
+    return "\n".join(lines)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="measured (400 iterations, 24^3 patches, 8 mm): marginal Dice 0.83-0.99 for liver, "
-    "heart and kidney_left and 0.41-0.98 for the spleen (it fails 0.8 in one of the two seeds; "
-    "600 iterations or 32^3 patches move the failure to the other seed), plain 0.02-0.86; "
-    "the marginal-minus-plain gain is 0.3-0.5, above the 0.15 asked for (issue 10, open)",
-)
 def test_marginal_loss_learns_every_structure_where_plain_loss_fails(tmp_path: Path) -> None:
-    start = time.monotonic()
+    start, start_cpu = time.monotonic(), time.process_time()
     results = {
         (loss, seed): _train_and_score(tmp_path / f"{loss}{seed}", loss, seed)
         for seed in (0, 1)
         for loss in ("marginal", "plain")
     }
-    elapsed = time.monotonic() - start
+    report = _report(results, time.monotonic() - start, time.process_time() - start_cpu)
+    print(report)
     for seed in (0, 1):
         marginal, plain = results[("marginal", seed)], results[("plain", seed)]
         for name in STRUCTURES:
-            assert marginal[name] >= 0.8, (seed, name, marginal)
+            assert marginal[name] >= 0.8, (seed, name, report)
+        # every structure is unannotated in some training set
         gain = np.mean([marginal[n] - plain[n] for n in STRUCTURES])
-        assert gain >= 0.15, (seed, marginal, plain)
-    print(f"partial-label comparison: {results} in {elapsed:.0f} s")
+        assert gain >= 0.15, (seed, gain, report)
