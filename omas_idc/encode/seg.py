@@ -21,6 +21,12 @@ Series numbering rule: a derived series takes ``100 * source SeriesNumber + k`` 
 the task's position in its model (1-based; 0 for the binary layout's single series) and, where
 the source has no SeriesNumber, ``9900 + k``. SeriesDescription is
 ``"<MODEL> <task> segmentation"`` (``"<MODEL> segmentation"`` for binary), at most 64 chars.
+
+How: highdicom builds one template SEG per series and layout (:mod:`omas_idc.encode.template`);
+each SEG takes its header and the per-plane functional groups of the slices that hold labels
+(:mod:`omas_idc.encode.runs`), with pixels RLE-encoded (:mod:`omas_idc.encode.rle`) or
+bit-packed (:mod:`omas_idc.encode.binary_frames`) in numpy. Sources that do not fit the
+template (not a stack of planes in patient coordinates) go through highdicom directly.
 """
 
 from __future__ import annotations
