@@ -9,7 +9,10 @@ eight. Reproduce the packaged model with::
     python -m omas_idc.train.demo --out omas_idc/models/demo
 
 (about 15 minutes on two CPU cores; the seed fixes the result on a given torch build and
-thread count).
+thread count). The packaged weights were trained before the patch sampler let patches reach
+the volume's border (nnU-Net's ``need_to_pad``, :mod:`omas_idc.train.sampling`), when every
+48^3 patch of these 64 x 48 x 64 phantoms was cut at the same place; the script now trains
+different weights (the packaged ones still pass the demo model's tests).
 """
 
 from __future__ import annotations
