@@ -7,9 +7,9 @@ reading it with:
 - ``dcm2niix -z n`` (the PyPI binary; parses, decodes and writes an uncompressed NIfTI);
 - SimpleITK's ``ImageSeriesReader`` (GDCM), in memory.
 
-Each timing is the best of ``--repeats`` runs (the file cache is warm for all three), with the
-CPU time (user + system, all threads) of that run, which shows how many cores each reader kept
-busy. Prints the times and the ratios peer / omas-idc (above 1 means omas-idc is faster).
+Each timing is the best of ``--repeats`` runs, the readers taking turns (the file cache is warm
+for all three), with the CPU time (user + system, all threads) of that run, which shows how many
+cores each reader kept busy. Prints the times and the ratios peer / omas-idc (above 1 means omas-idc is faster).
 ``--quick`` uses a small series so that CI can run it in seconds; full runs replace the "read"
 section of benchmarks/RESULTS.md. ``--workdir DIR`` keeps the phantom series in DIR and reuses
 them on the next run (writing the JPEG 2000 series takes minutes).
@@ -44,14 +44,19 @@ def _cpu_seconds() -> float:
     return total
 
 
-def _best(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Wall seconds of the fastest of ``repeats`` runs and the CPU seconds of that run."""
-    runs = []
+def _best(readers: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Per reader: wall seconds of its fastest run and the CPU seconds of that run.
+
+    The readers take turns (round-robin) so that changes of the machine's load over the
+    benchmark hit all of them alike.
+    """
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in readers}
     for _ in range(repeats):
-        cpu, start = _cpu_seconds(), time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start, _cpu_seconds() - cpu))
-    return min(runs)
+        for name, fn in readers.items():
+            cpu, start = _cpu_seconds(), time.perf_counter()
+            fn()
+            runs[name].append((time.perf_counter() - start, _cpu_seconds() - cpu))
+    return {name: min(times) for name, times in runs.items()}
 
 
 def _omas(folder: Path) -> Callable[[], object]:
@@ -133,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             folder = _make_series(series_root, shape, syntax)
             print(f"{syntax} phantom {shape} ready in {time.perf_counter() - start:.1f} s")
-            readers = {
+            candidates = {
                 "omas-idc": _omas(folder),
                 "dcm2niix": _dcm2niix(folder, root / f"nii-{syntax}"),
                 "SimpleITK": _simpleitk(folder),
             }
-            times = {name: _best(fn, repeats) for name, fn in readers.items() if fn is not None}
+            times = _best({n: fn for n, fn in candidates.items() if fn is not None}, repeats)
             ours = times["omas-idc"][0]
             for name, (seconds, cpu) in times.items():
                 ratio = seconds / ours
