@@ -141,18 +141,44 @@ def plane_slices(volume: CTVolume) -> npt.NDArray[np.intp]:
     return np.argsort(frame_numbers, kind="stable").astype(np.intp)
 
 
+_UNDEFINED_LENGTH = b"\xff\xff\xff\xff"
+_ITEM_START = b"\xfe\xff\x00\xe0" + _UNDEFINED_LENGTH
+_ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _encode_value(element: DataElement, encoding: str | list[str]) -> bytes:
+    """The items of a sequence element, or a whole non-sequence element, as pydicom writes them.
+
+    Sequences and items are written with undefined length (PS3.5 7.5.1), so that an item's
+    bytes do not depend on the lengths of what it holds; only the leaf elements go through
+    pydicom, which is what keeps encoding thousands of small items cheap.
+    """
+    if element.VR != "SQ":
+        buffer = DicomBytesIO()
+        buffer.is_little_endian = True
+        buffer.is_implicit_VR = False
+        write_data_element(buffer, element, encoding)
+        return bytes(buffer.getvalue())
+    parts = []
+    for item in element.value:
+        parts.append(_ITEM_START)
+        parts.extend(_encode(item[tag], encoding) for tag in sorted(item.keys()))
+        parts.append(_ITEM_END)
+    return b"".join(parts)
+
+
 def _encode(element: DataElement, encoding: str | list[str]) -> bytes:
-    """One element as explicit VR little endian bytes, as pydicom writes it."""
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = False
-    write_data_element(buffer, element, encoding)
-    return bytes(buffer.getvalue())
+    """One element as explicit VR little endian bytes (sequences of undefined length)."""
+    if element.VR != "SQ":
+        return _encode_value(element, encoding)
+    header = struct.pack("<HH", element.tag.group, element.tag.element) + b"SQ\x00\x00"
+    return header + _UNDEFINED_LENGTH + _encode_value(element, encoding) + _SEQUENCE_END
 
 
 def _raw_sequence(element: DataElement, encoding: str | list[str]) -> RawDataElement:
-    """A sequence element kept as its encoded value: written as is, parsed if read."""
-    value = _encode(element, encoding)[12:]  # tag, VR, reserved, 4-byte length
+    """A sequence element kept as its encoded items: written as is, parsed if read."""
+    value = _encode_value(element, encoding)
     return RawDataElement(element.tag, "SQ", len(value), value, 0, False, True, True, False)
 
 
@@ -321,8 +347,8 @@ def build_template(
     header = Dataset()
     for tag in seg.keys():
         if tag not in _PER_TASK:
-            header[tag] = copy.deepcopy(seg[tag])
-    header.file_meta = copy.deepcopy(seg.file_meta)
+            header[tag] = seg[tag]  # the template is discarded: no copy
+    header.file_meta = seg.file_meta
     header_shared = header.SharedFunctionalGroupsSequence[0]
     if "SegmentIdentificationSequence" in header_shared:
         del header_shared.SegmentIdentificationSequence
