@@ -120,9 +120,13 @@ def body_bbox(
 
 
 def ct_normalize(data: torch.Tensor, intensity: IntensityProperties | None) -> torch.Tensor:
-    """nnU-Net's CTNormalization: clip to the 0.5/99.5 percentiles, subtract mean, divide std."""
+    """nnU-Net's CTNormalization: clip to the 0.5/99.5 percentiles, subtract mean, divide std.
+
+    Returns a new float32 tensor (HU may come as int16); one copy, the steps run in place.
+    """
+    out = data.to(torch.float32, copy=True)
     if intensity is None:
-        return data
-    out = data.clamp(intensity.percentile_00_5, intensity.percentile_99_5)
-    out = out - intensity.mean
-    return out / max(intensity.std, 1e-8)
+        return out
+    out.clamp_(intensity.percentile_00_5, intensity.percentile_99_5)
+    out.sub_(intensity.mean)
+    return out.div_(max(intensity.std, 1e-8))

@@ -8,11 +8,14 @@ every network (task x fold) of that group. The caller reads series n+1 and encod
 meanwhile. Accumulators of the series in flight are bounded by ``memory_limit_gb``; a series
 that cannot fit alone fails with :class:`~omas_idc.errors.InferenceError`.
 
-Logits exist only at the model resolution, per task. Back on the source grid they are streamed
-``class_chunk`` classes at a time into a running maximum (exactly nnU-Net's resample-then-argmax,
-without all classes at full resolution), or, with ``resample_logits=False``, the argmax is taken
-at model resolution and labels are resampled with nearest neighbour (faster, slightly coarser
-borders).
+Logits exist only at the model resolution, per task. They are resampled back to the source grid
+slab by slab, all classes of a task at once, and each slab is reduced to labels straight away
+(nnU-Net's resample-then-argmax without any class at full resolution), or, with
+``resample_logits=False``, the argmax is taken at model resolution and labels are resampled with
+nearest neighbour (faster, slightly coarser borders). The way in works the same: the HU volume
+stays int16 and is normalised and resampled to the model grid slab by slab
+(``resample_slab_mb`` bounds a slab's temporaries), and the canonical copy is dropped once every
+group of tasks has its input.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from omas_idc.engine.preprocessing import (
     nonzero_bbox,
 )
 from omas_idc.engine.recipes import merge_labelmaps, postprocess
-from omas_idc.engine.resampling import compute_new_shape, resample, resample_axis
-from omas_idc.engine.sliding_window import WindowGrid, gaussian_importance, pad_to_patch
+from omas_idc.engine.resampling import compute_new_shape, resample_slabs
+from omas_idc.engine.sliding_window import WindowGrid, gaussian_importance, patch_padding
 from omas_idc.errors import ConfigurationError, InferenceError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
@@ -81,10 +84,10 @@ class SegmenterConfig:
     resample_logits
         Resample logits to the source grid before the argmax (nnU-Net); ``False``: argmax at
         model resolution, nearest-neighbour labels.
-    class_chunk
-        Classes resampled at once when streaming logits back; each class costs about four
-        float32 copies of the source grid while in flight (2 keeps a 512x512x300 series near
-        the size of its HU volume).
+    resample_slab_mb
+        Approximate memory (MiB) of one slab's temporaries while volumes are resampled to the
+        model grid and logits back to the source grid (all classes of a task per slab). Smaller
+        lowers the peak a little and costs some speed; the result does not depend on it.
     max_series_in_flight
         Series preprocessed ahead and mixed in batches.
     """
@@ -98,7 +101,7 @@ class SegmenterConfig:
     threads: int | None = None
     body_crop: bool = False
     resample_logits: bool = True
-    class_chunk: int = 2
+    resample_slab_mb: float = 256.0
     max_series_in_flight: int = 2
 
     def __post_init__(self) -> None:
@@ -107,12 +110,21 @@ class SegmenterConfig:
         kind = self.device.split(":")[0]
         if kind not in ("cpu", "cuda", "mps"):
             raise did_you_mean(kind, ("cpu", "cuda", "mps"), "device")
-        if self.batch_size < 1 or self.class_chunk < 1 or self.max_series_in_flight < 1:
-            raise ConfigurationError("batch_size, class_chunk, max_series_in_flight must be >= 1")
+        if self.batch_size < 1 or self.max_series_in_flight < 1:
+            raise ConfigurationError("batch_size and max_series_in_flight must be >= 1")
         if self.tile_step_size is not None and not 0 < self.tile_step_size <= 1:
             raise ConfigurationError(f"tile_step_size must be in (0, 1], got {self.tile_step_size}")
         if self.memory_limit_gb <= 0:
             raise ConfigurationError("memory_limit_gb must be positive")
+        if not self.resample_slab_mb > 0:
+            raise ConfigurationError(
+                f"resample_slab_mb must be a positive number of MiB, got {self.resample_slab_mb}"
+            )
+
+    @property
+    def slab_elements(self) -> int:
+        """Elements of the largest intermediate of one resampling slab (float32, about 4 live)."""
+        return max(1, int(self.resample_slab_mb * 2**20 / (4 * 4)))
 
 
 @contextlib.contextmanager
@@ -134,11 +146,15 @@ class _Series:
     volume: CTVolume
     future: Future[list[TaskLabelMap]]
     orientation: CanonicalOrientation
-    working: torch.Tensor  # canonical (S, A, R) HU, float32, possibly resampled by a wrapper
+    # canonical (S, A, R) HU: int16, or float32 where a wrapper resampled it; dropped once
+    # every job has its model-grid input
+    working: torch.Tensor | None
     working_spacing: tuple[float, float, float]
+    working_shape: tuple[int, int, int]
     canonical_shape: tuple[int, int, int]
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     pending_jobs: int = 0
+    unprepared_jobs: int = 0
     failed: bool = False
 
 
@@ -239,6 +255,7 @@ class Segmenter:
         future: Future[list[TaskLabelMap]] = Future()
         with torch_threads(self.config.threads), torch.inference_mode():
             series = self._prepare_series(volume, future)
+            series.unprepared_jobs = len(self._groups)
             out: dict[str, torch.Tensor] = {}
             for key, tasks in self._groups.items():
                 job = _Job(series=series, tasks=tasks, key=key)
@@ -302,22 +319,31 @@ class Segmenter:
             future.set_exception(err)
             return []
         jobs = [_Job(series=series, tasks=tasks, key=key) for key, tasks in self._groups.items()]
-        series.pending_jobs = len(jobs)
+        series.pending_jobs = series.unprepared_jobs = len(jobs)
         return jobs
 
     def _prepare_series(self, volume: CTVolume, future: Future[list[TaskLabelMap]]) -> _Series:
         orientation = CanonicalOrientation.of(volume.geometry)
+        # int16 as read: converted to float32 slab by slab where it is normalised
         hu = torch.from_numpy(np.ascontiguousarray(volume.hu)).to(self.output_device)
-        canonical = orientation.to_canonical(hu.float())
+        canonical = orientation.to_canonical(hu)
         spacing = orientation.spacing
         working, working_spacing = canonical, spacing
         wrapper = self.model.card.spacing_mm
         if wrapper is not None and self.model.card.recipe != "nnunet-native":
             target = (wrapper, wrapper, wrapper)
             shape = compute_new_shape(canonical.shape, spacing, target)
-            working = resample(
-                canonical[None], shape, spacing, target, ResamplingSpec(3, 3, False)
-            )[0]
+            working = torch.empty(shape, device=self.output_device)
+            for region, slab in resample_slabs(
+                lambda region: canonical[region].float()[None],
+                canonical.shape,
+                shape,
+                spacing,
+                target,
+                ResamplingSpec(3, 3, False),
+                max_elements=self.config.slab_elements,
+            ):
+                working[region] = slab[0]
             working_spacing = target
         return _Series(
             volume=volume,
@@ -325,23 +351,30 @@ class Segmenter:
             orientation=orientation,
             working=working,
             working_spacing=working_spacing,
+            working_shape=(working.shape[0], working.shape[1], working.shape[2]),
             canonical_shape=(canonical.shape[0], canonical.shape[1], canonical.shape[2]),
         )
 
     def _job_bytes(self, job: _Job, padded: tuple[int, ...], crop: tuple[int, ...]) -> int:
+        # model-grid input, weights and logits of every task of the group; labels on the
+        # working grid (at most int16); one resampling slab in flight
         n_model = math.prod(padded)
         classes = sum(t.folder.num_classes for t in job.tasks)
-        n_crop = math.prod(crop)
-        chunk = min(self.config.class_chunk, max(t.folder.num_classes for t in job.tasks))
-        return 4 * n_model * (classes + 2) + 4 * n_crop * (chunk + 2)
+        labels = 2 * math.prod(crop) * len(job.tasks)
+        return 4 * n_model * (classes + 2) + labels + int(self.config.resample_slab_mb * 2**20)
 
     def _prepare_job(self, job: _Job) -> None:
         task = job.tasks[0]
         folder = task.folder
         config = folder.configuration
         tf = folder.transpose_forward
-        x = job.series.working.permute(tf)
-        spacing = tuple(job.series.working_spacing[i] for i in tf)
+        series = job.series
+        assert series.working is not None, "every job of a series is prepared once"
+        x = series.working.permute(tf)
+        spacing = tuple(series.working_spacing[i] for i in tf)
+        series.unprepared_jobs -= 1
+        if series.unprepared_jobs <= 0:
+            series.working = None  # x (and the crop below) keep it alive for this job only
         box = nonzero_bbox(x)
         if self.config.body_crop:
             body = body_bbox(x, (spacing[0], spacing[1], spacing[2]))
@@ -357,16 +390,24 @@ class Segmenter:
             job.data = None
             return
         new_shape = compute_new_shape(crop_shape, spacing, config.spacing)
-        normalized = ct_normalize(cropped, folder.intensity)
-        data = resample(
-            normalized[None], new_shape, spacing, config.spacing, config.data_resampling
-        )
-        data, undo = pad_to_patch(data, config.patch_size)
+        shape, undo = patch_padding(new_shape, config.patch_size)
+        # zero padding where the image is smaller than a patch, as nnU-Net's pad_nd_image
+        data = torch.zeros((1, *shape), device=self.output_device)
+        inner = data[(slice(None), *undo)]
+        for region, slab in resample_slabs(
+            lambda region: ct_normalize(cropped[region], folder.intensity)[None],
+            crop_shape,
+            new_shape,
+            spacing,
+            config.spacing,
+            config.data_resampling,
+            max_elements=self.config.slab_elements,
+        ):
+            inner[(slice(None), *region)] = slab
         job.undo_pad = undo
-        shape = (data.shape[1], data.shape[2], data.shape[3])
         job.grid = WindowGrid(shape, config.patch_size, self.tile_step_size)
         job.starts = job.grid.starts()
-        job.data = data.to(self.output_device)
+        job.data = data
         job.weight = torch.zeros(shape, device=self.output_device)
         job.logits = {
             t.id: torch.zeros((t.folder.num_classes, *shape), device=self.output_device)
@@ -414,7 +455,7 @@ class Segmenter:
     def _estimate(self, job: _Job) -> int:
         folder = job.tasks[0].folder
         tf = folder.transpose_forward
-        shape = tuple(job.series.working.shape[i] for i in tf)
+        shape = tuple(job.series.working_shape[i] for i in tf)
         spacing = tuple(job.series.working_spacing[i] for i in tf)
         new = compute_new_shape(shape, spacing, folder.configuration.spacing)
         padded = tuple(max(n, p) for n, p in zip(new, folder.configuration.patch_size, strict=True))
@@ -498,6 +539,7 @@ class Segmenter:
                 with torch_threads(self.config.threads), torch.inference_mode():
                     for task in job.tasks:
                         series.labels[task.id] = self._labels_on_working_grid(job, task)
+                        job.logits.pop(task.id, None)
         except Exception as err:  # noqa: BLE001 - isolate the failing series
             self._fail(series, err)
         job.logits.clear()
@@ -513,47 +555,59 @@ class Segmenter:
     def _labels_on_working_grid(self, job: _Job, task: LoadedTask) -> torch.Tensor:
         folder = task.folder
         tf = folder.transpose_forward
-        shape_t = tuple(job.series.working.shape[i] for i in tf)
-        dtype = torch.uint8 if folder.num_classes <= 256 else torch.int16
+        shape_t = tuple(job.series.working_shape[i] for i in tf)
+        dtype = _label_dtype(folder.num_classes)
         full = torch.zeros(shape_t, dtype=dtype, device=self.output_device)
         if job.data is not None and job.weight is not None:
-            undo = (slice(None), *job.undo_pad)
-            n_folds = len(task.networks)
-            logits = job.logits[task.id]
-            weight = job.weight[job.undo_pad] * n_folds
+            assert job.bbox is not None
+            target = full[job.bbox]
+            logits = job.logits[task.id][(slice(None), *job.undo_pad)]
+            weight = job.weight[job.undo_pad] * len(task.networks)
+            model_shape = tuple(logits.shape[1:])
             model_spacing = folder.configuration.spacing
-            spec = folder.configuration.probability_resampling
             if self.config.resample_logits:
-                best = torch.full(job.crop_shape, -torch.inf, device=self.output_device)
-                labels = torch.zeros(job.crop_shape, dtype=torch.long, device=self.output_device)
-                chunk = self.config.class_chunk
-                for c0 in range(0, folder.num_classes, chunk):
-                    part = logits[undo][c0 : c0 + chunk] / weight
-                    part = resample(
-                        part, job.crop_shape, model_spacing, job.crop_spacing, spec, clip=False
-                    )
-                    value, index = part.max(dim=0)
-                    better = value > best
-                    best = torch.where(better, value, best)
-                    labels = torch.where(better, index + c0, labels)
+                slabs = resample_slabs(
+                    lambda region: logits[(slice(None), *region)] / weight[region],
+                    model_shape,
+                    job.crop_shape,
+                    model_spacing,
+                    job.crop_spacing,
+                    folder.configuration.probability_resampling,
+                    clip=False,
+                    max_elements=self.config.slab_elements,
+                    channels=folder.num_classes,
+                )
+                for region, slab in slabs:
+                    # max(dim=0) returns the first maximum, as argmax does, several times faster
+                    target[region] = slab.max(dim=0).indices.to(dtype)
             else:
-                labels = (logits[undo] / weight).argmax(dim=0)
-                for axis in range(3):
-                    labels = resample_axis(labels.float(), axis, job.crop_shape[axis], 0).long()
-            full[job.bbox] = labels.to(dtype)
+                labels = (logits / weight).max(dim=0).indices.to(dtype)[None]
+                slabs = resample_slabs(
+                    lambda region: labels[(slice(None), *region)],
+                    model_shape,
+                    job.crop_shape,
+                    model_spacing,
+                    job.crop_spacing,
+                    ResamplingSpec(0, 0, False),
+                    clip=False,
+                    max_elements=self.config.slab_elements,
+                )
+                for region, slab in slabs:
+                    target[region] = slab[0]
         return full.permute(folder.transpose_backward)
 
     def _finish_series(self, series: _Series) -> list[TaskLabelMap]:
         labels = postprocess(self.model, series.labels, series.working_spacing)
+        series.labels.clear()
         out = []
         for task in self.model.tasks:
-            array = labels[task.id]
+            array = labels.pop(task.id)
             if tuple(array.shape) != series.canonical_shape:
-                for axis in range(3):
-                    array = resample_axis(array.float(), axis, series.canonical_shape[axis], 0)
+                array = _nearest(array, series.canonical_shape, self.config.slab_elements)
             numpy_labels = array.to("cpu").numpy()
             dtype = np.uint8 if task.folder.num_classes <= 256 else np.uint16
-            source = series.orientation.to_source(numpy_labels.astype(dtype))
+            source = series.orientation.to_source(numpy_labels.astype(dtype, copy=False))
+            del array, numpy_labels
             out.append(
                 TaskLabelMap(
                     model=self.model.card.name,
@@ -566,6 +620,30 @@ class Segmenter:
         if self.model.card.merge is not None:
             return merge_labelmaps(out, self.model.card.merge)
         return out
+
+
+def _label_dtype(num_classes: int) -> torch.dtype:
+    """The smallest torch dtype that holds labels 0 .. num_classes - 1."""
+    return torch.uint8 if num_classes <= 256 else torch.int16
+
+
+def _nearest(labels: torch.Tensor, shape: tuple[int, int, int], max_elements: int) -> torch.Tensor:
+    """Labels resampled to ``shape`` with nearest neighbour, slab by slab, in their dtype."""
+    out = torch.empty(shape, dtype=labels.dtype, device=labels.device)
+    ones = (1.0, 1.0, 1.0)
+    slabs = resample_slabs(
+        lambda region: labels[region][None],
+        labels.shape,
+        shape,
+        ones,
+        ones,
+        ResamplingSpec(0, 0, False),
+        clip=False,
+        max_elements=max_elements,
+    )
+    for region, slab in slabs:
+        out[region] = slab[0]
+    return out
 
 
 def _combinations(items: list[int], n: int) -> list[list[int]]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["WindowGrid", "compute_steps", "gaussian_importance", "pad_to_patch"]
+__all__ = ["WindowGrid", "compute_steps", "gaussian_importance", "pad_to_patch", "patch_padding"]
 
 
 def compute_steps(
@@ -56,6 +56,20 @@ def gaussian_importance(
     return torch.from_numpy(g).to(device)
 
 
+def patch_padding(
+    shape: Sequence[int], patch_size: Sequence[int]
+) -> tuple[tuple[int, int, int], tuple[slice, slice, slice]]:
+    """The padded shape ``pad_nd_image`` gives a spatial shape, and the slices that undo it."""
+    padded: list[int] = []
+    undo: list[slice] = []
+    for size, patch in zip(shape, patch_size, strict=True):
+        diff = max(0, int(patch) - int(size))
+        below = diff // 2
+        padded.append(int(size) + diff)
+        undo.append(slice(below, below + int(size)))
+    return (padded[0], padded[1], padded[2]), (undo[0], undo[1], undo[2])
+
+
 def pad_to_patch(
     data: torch.Tensor, patch_size: Sequence[int]
 ) -> tuple[torch.Tensor, tuple[slice, ...]]:
@@ -63,21 +77,12 @@ def pad_to_patch(
 
     Returns the padded tensor and the spatial slices that undo the padding.
     """
-    shape = data.shape[1:]
-    pads: list[int] = []
-    undo: list[slice] = []
-    for size, patch in zip(shape, patch_size, strict=True):
-        diff = max(0, int(patch) - int(size))
-        below = diff // 2
-        pads.append(below)
-        pads.append(diff - below)
-        undo.append(slice(below, below + int(size)))
-    if not any(pads):
-        return data, tuple(undo)
-    torch_pad: list[int] = []
-    for axis in reversed(range(3)):
-        torch_pad += [pads[2 * axis], pads[2 * axis + 1]]
-    return torch.nn.functional.pad(data, torch_pad, value=0.0), tuple(undo)
+    padded, undo = patch_padding(data.shape[1:], patch_size)
+    if tuple(padded) == tuple(data.shape[1:]):
+        return data, undo
+    out = data.new_zeros((data.shape[0], *padded))
+    out[(slice(None), *undo)] = data
+    return out, undo
 
 
 @dataclass(frozen=True)
