@@ -74,7 +74,7 @@ def run(
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
     from omas_idc.errors import ConfigurationError, OmasIdcError
     from omas_idc.run.engine_setup import build_engine
-    from omas_idc.run.runner import RunRequest
+    from omas_idc.run.runner import RunRequest, check_work_dir, default_work_dir
 
     try:
         settings = _config(config, collection)
@@ -92,9 +92,7 @@ def run(
             settings = settings.with_overrides(model=overrides)
         if layout is not None:
             settings = settings.with_overrides(output={"seg_layout": layout})
-        work_dir = work or (
-            Path(out) / ".omas-idc-work" if "://" not in out else Path("omas-idc-work")
-        )
+        work_dir = check_work_dir(work or default_work_dir(out))
         request = RunRequest(
             config=settings,
             out=out,
@@ -125,22 +123,31 @@ def _execute(request, engine, info, refs=None):  # type: ignore[no-untyped-def]
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[failed]} failed"),
+        TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
     ) as progress:
-        bar = progress.add_task("series", total=None, failed=0)
+        bar = progress.add_task("series", total=None, failed=0, rate="")
         failed = 0
+        start = time.perf_counter()
+
+        def on_start(count: int) -> None:
+            progress.update(bar, total=count)
 
         def on_progress(event: str, ref, detail: str) -> None:  # type: ignore[no-untyped-def]
             nonlocal failed
             if event == "failed":
                 failed += 1
-            progress.update(bar, advance=1, failed=failed)
+            task = progress.tasks[bar]
+            hours = (time.perf_counter() - start) / 3600.0
+            rate = f"{(task.completed + 1) / hours:.0f} series/h" if hours > 0 else ""
+            progress.update(bar, advance=1, failed=failed, rate=rate)
 
-        start = time.perf_counter()
         try:
-            result = execute_run(request, engine, info, on_progress=on_progress, refs=refs)
+            result = execute_run(
+                request, engine, info, on_progress=on_progress, on_start=on_start, refs=refs
+            )
         except ConfigurationError as err:
             err_console.print(f"[red]configuration error[/red]: {err}")
             raise typer.Exit(CONFIG_ERROR_EXIT) from err

@@ -56,6 +56,7 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         variant=model.variant,
         licence=str(card.variants.get(model.variant, "")) if card.variants else "",
         task_order=tuple(task.id for task in card.tasks),
+        device=device,
     )
     # On a CPU the pipeline's other stages (fetch, read, encode/QA) need a core too: torch's
     # OpenMP threads spin while waiting and starve them if torch takes every core.

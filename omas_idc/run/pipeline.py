@@ -67,6 +67,7 @@ class ModelInfo:
     variant: str = ""
     licence: str = ""
     task_order: tuple[str, ...] = ()
+    device: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def run_series(
     read_volume: Callable[[Path, SeriesRef], CTVolume],
     timestamp: datetime,
     on_progress: Callable[[str, SeriesRef, str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Run the pipeline over ``refs`` (those not yet done), updating ``state``.
 
@@ -177,6 +179,8 @@ def run_series(
         Content date/time of every output (the run's first start).
     on_progress
         Called with (event, ref, detail): ``"done"``, ``"failed"``.
+    on_start
+        Called once with the number of series this run will process (progress totals).
     """
     summary = RunSummary(started=timestamp.isoformat())
     started = time.perf_counter()
@@ -185,6 +189,8 @@ def run_series(
     done_before = {s.series_uid for s in state.all_series() if s.status == "done"}
     summary.skipped_done = len(done_before & set(by_uid))
     todo = [s for s in state.to_do(options.max_attempts) if s.series_uid in by_uid]
+    if on_start:
+        on_start(len(todo))
     provenance = Provenance(
         model=model.name,
         model_version=model.version,

@@ -8,6 +8,7 @@ release table and the JSON run report.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -34,7 +35,15 @@ from omas_idc.run.store import OutputStore, open_store
 from omas_idc.series_ref import SeriesRef
 from omas_idc.volume import CTVolume
 
-__all__ = ["RunRequest", "RunResult", "execute_run", "release_table_name"]
+__all__ = [
+    "RunRequest",
+    "RunResult",
+    "check_work_dir",
+    "default_work_dir",
+    "execute_run",
+    "filesystem_type",
+    "release_table_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +94,60 @@ class RunResult:
     report_path: Path
     release_table: str | None
     counts: dict[str, int]
+
+
+def filesystem_type(path: str | Path, mounts: str | None = None) -> str:
+    """The type of the file system holding ``path`` (``ext4``, ``fuse.gcsfuse`` ...).
+
+    Read from ``mounts`` (the text of ``/proc/self/mounts``; read from there by default) by
+    the longest mount point that contains ``path``; ``""`` where that cannot be told.
+    """
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return ""
+    target = Path(path).absolute()
+    best, kind = -1, ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/self/mounts escapes blanks in mount points as octal (\040).
+        point = Path(fields[1].replace("\\040", " "))
+        if (target == point or point in target.parents) and len(point.parts) > best:
+            best, kind = len(point.parts), fields[2]
+    return kind
+
+
+def check_work_dir(work_dir: Path, mounts: str | None = None) -> Path:
+    """``work_dir``, refused where it lies on a FUSE mount (a gcsfuse-mounted bucket).
+
+    Raises
+    ------
+    ConfigurationError
+        If ``work_dir`` is on a FUSE file system: SQLite's locking and atomic renames, which
+        the run state and the staging of outputs rely on, do not hold there.
+    """
+    kind = filesystem_type(work_dir, mounts)
+    if kind == "fuse" or kind.startswith("fuse."):
+        raise ConfigurationError(
+            f"the work folder {work_dir} is on a FUSE mount ({kind}): the run state (SQLite) "
+            "and the staging of outputs need a local disk; pass --work on local disk "
+            "(the outputs may stay on the mount)",
+            reason="work-on-fuse",
+        )
+    return work_dir
+
+
+def default_work_dir(out: str, mounts: str | None = None) -> Path:
+    """The work folder when none is given: ``OUT/.omas-idc-work`` for a local output folder,
+    else (a bucket URL, or a folder on a FUSE mount) ``omas-idc-work/<hash of OUT>`` in the
+    current folder, one per output so that two releases never share a state."""
+    if "://" not in out and not filesystem_type(out, mounts).startswith("fuse"):
+        return Path(out) / ".omas-idc-work"
+    digest = hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:16]
+    return Path("omas-idc-work") / digest
 
 
 def release_table_name(shard: tuple[int, int]) -> PurePosixPath:
@@ -174,15 +237,35 @@ def _collect_rows(store: OutputStore, refs: Sequence[SeriesRef], state: RunState
     return pa.concat_tables(tables)
 
 
+#: The packages whose versions decide what a run writes (recorded in the run report).
+REPORTED_PACKAGES = ("torch", "numpy", "pydicom", "highdicom", "nnunetv2")
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in REPORTED_PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
 def execute_run(
     request: RunRequest,
     engine: Engine,
     model: ModelInfo,
     *,
     on_progress: Callable[[str, SeriesRef, str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
     refs: Sequence[SeriesRef] | None = None,
 ) -> RunResult:
-    """Run the pipeline for ``request`` with ``engine``; write the shard table and the report."""
+    """Run the pipeline for ``request`` with ``engine``; write the shard table and the report.
+
+    ``on_progress`` and ``on_start`` are passed to :func:`~omas_idc.run.pipeline.run_series`.
+    """
     import pyarrow.parquet as pq
 
     from omas_idc.catalog import load_catalog
@@ -217,6 +300,7 @@ def execute_run(
             read_volume=_read,
             timestamp=stamp,
             on_progress=on_progress,
+            on_start=on_start,
         )
         table = _collect_rows(store, selected, state)
         local_table = request.work_dir / release_table_name(request.shard).name
@@ -225,10 +309,12 @@ def execute_run(
         counts = state.counts()
     report = {
         "omas_idc_version": __version__,
+        "versions": _versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "release": request.config.name,
         "model": {"name": model.name, "version": model.version, "variant": model.variant},
+        "device": model.device,
         "shard": list(request.shard),
         "selected": len(selected),
         "state": counts,

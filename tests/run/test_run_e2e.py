@@ -7,6 +7,7 @@ index table). The model is a small threshold network in nnU-Net's format.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import pydicom
 import pytest
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
+import omas_idc
+from omas_idc.engine.model import load_model
 from omas_idc.run.state import RunState
 from omas_idc.series_ref import SeriesRef, write_selection
 from omas_idc.testing.phantom import PhantomOptions, make_phantom
@@ -116,6 +120,21 @@ def test_run_writes_outputs_records_refusals_and_a_second_run_does_nothing(
     not_ct = rows[selection["not_ct"].series_instance_uid]
     assert (not_ct.status, not_ct.error_class) == ("refused", "UnsupportedSeriesError")
     assert sum(r.status == "done" for r in rows.values()) == 3
+    # The JSON run report says what ran, where, with what, and where the time went.
+    report = json.loads((work / "run-report-0-of-1.json").read_text())
+    assert report["device"] == "cpu"
+    assert report["omas_idc_version"] == omas_idc.__version__
+    assert report["versions"]["torch"] == importlib.metadata.version("torch")
+    card = load_model(threshold_model).card
+    assert (report["model"]["name"], report["model"]["version"]) == (card.name, card.version)
+    assert (report["processed"], report["done"], report["failed"]) == (5, 3, 2)
+    assert {k: n for k, n in report["state"].items() if n} == {"done": 3, "refused": 2}
+    for stage in ("fetch", "read", "segment", "encode", "publish"):
+        assert report["stage_seconds"][stage] > 0, stage
+    assert {f["error_class"] for f in report["failures"]} == {
+        "SeriesGeometryError",
+        "UnsupportedSeriesError",
+    }
     # Downloads of finished series are deleted (a small disk can process a large collection);
     # those of refused series stay for inspection.
     downloaded = {p.name for p in (work / "dicom").rglob("CT_*") if p.is_dir()}
@@ -213,3 +232,79 @@ def test_a_fresh_machine_redoes_nothing_that_has_a_done_marker(
     assert report["skipped_done"] == 3
     assert report["done"] == 0
     assert _objects(s3_client, "fresh/phantom_collection") == before
+
+
+def _without_timestamp(command: list[str]) -> list[str]:
+    at = command.index("--timestamp")
+    return command[:at] + command[at + 2 :]
+
+
+def test_outputs_of_later_runs_carry_the_first_start_as_content_time(
+    selection: dict[str, Any], threshold_model: Path, s3_server: str, tmp_path: Path
+) -> None:
+    out, work = tmp_path / "out", tmp_path / "work"
+    command = _without_timestamp(_command(selection["path"], threshold_model, str(out), work))
+    first = _run([*command, "--limit", "1"], s3_server)
+    assert first.returncode == 0, first.stdout + first.stderr
+    time.sleep(1.1)  # the second run starts at a later second
+    second = _run(command, s3_server)
+    assert second.returncode == 0, second.stdout + second.stderr
+    with RunState(work / "state.sqlite") as state:
+        stamp = state.get_meta("timestamp")
+    assert stamp is not None
+    first_start = datetime.fromisoformat(stamp)
+    sops = [pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm"))]
+    assert len({s.SeriesInstanceUID for s in sops}) >= 2 * len(selection["good"])
+    for dataset in sops:  # the SEGs and SRs of the first and the second run alike
+        assert dataset.ContentDate == first_start.strftime("%Y%m%d")
+        assert dataset.ContentTime.startswith(first_start.strftime("%H%M%S"))
+
+
+def test_batch_task_variables_choose_the_shard(
+    selection: dict[str, Any], threshold_model: Path, s3_server: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done: list[set[str]] = []
+    for index in (0, 1):
+        work = tmp_path / f"work{index}"  # one VM per task
+        env = {**os.environ, "BATCH_TASK_INDEX": str(index), "BATCH_TASK_COUNT": "2"}
+        result = _run(
+            _command(selection["path"], threshold_model, str(out), work), s3_server, env=env
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((work / f"run-report-{index}-of-2.json").read_text())
+        assert report["shard"] == [index, 2]
+        assert (out / "release" / f"shard-{index}-of-2.parquet").is_file()
+        with RunState(work / "state.sqlite") as state:
+            rows = state.all_series()
+        assert 0 < len(rows) < 5
+        done.append({r.series_uid for r in rows if r.status == "done"})
+    assert not done[0] & done[1]
+    assert done[0] | done[1] == {r.series_instance_uid for r in selection["good"]}
+
+
+def test_a_failing_series_is_retried_a_bounded_number_of_times(
+    selection: dict[str, Any], threshold_model: Path, s3_server: str, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    # The index lists a series whose objects are not in the bucket (yet): a fetch failure a
+    # later run may not see again, so it is retried, but only max_attempts (3) times.
+    missing = replace(
+        selection["good"][0],
+        series_instance_uid=generate_uid(entropy_srcs=["missing-series"]),
+        crdc_series_uuid="00000000-0000-4000-8000-000000000000",
+    )
+    path = tmp_path / "selection.parquet"
+    write_selection([missing], path)
+    work = tmp_path / "work"
+    command = _command(path, threshold_model, str(tmp_path / "out"), work)
+    for attempt in (1, 2, 3, 4):
+        result = _run(command, s3_server)
+        assert result.returncode == 1, result.stdout + result.stderr  # retryable: exit 1
+        report = json.loads((work / "run-report-0-of-1.json").read_text())
+        assert report["processed"] == (1 if attempt <= 3 else 0)
+        with RunState(work / "state.sqlite") as state:
+            (row,) = state.all_series()
+        assert (row.status, row.error_class, row.reason) == ("failed", "FetchError", "not-found")
+        assert row.attempts == min(attempt, 3)

@@ -1,0 +1,67 @@
+"""Output stores and work folders: the marker comes last, SQLite never lives on a FUSE mount."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from omas_idc.errors import ConfigurationError
+from omas_idc.run.runner import check_work_dir, default_work_dir, filesystem_type
+from omas_idc.run.store import DONE_MARKER, ObjectStore, PublishError
+
+OUTPUT_BUCKET = "omas-release"
+
+#: /proc/self/mounts of a Cloud Batch VM whose job mounts the output bucket with gcsfuse.
+MOUNTS = """\
+/dev/root / ext4 rw,relatime 0 0
+/dev/nvme0n1 /mnt/disks/work ext4 rw,relatime 0 0
+omas-release /mnt/disks/gcs/omas-release fuse.gcsfuse rw,nosuid,nodev 0 0
+/dev/sdb /mnt/disks/gcs/omas-release/not\\040a\\040bucket ext4 rw 0 0
+"""
+
+
+def test_file_system_type_is_that_of_the_longest_containing_mount_point() -> None:
+    assert filesystem_type("/mnt/disks/gcs/omas-release/nlst/x", MOUNTS) == "fuse.gcsfuse"
+    assert filesystem_type("/mnt/disks/gcs/omas-release", MOUNTS) == "fuse.gcsfuse"
+    assert filesystem_type("/mnt/disks/work/state", MOUNTS) == "ext4"
+    assert filesystem_type("/mnt/disks/gcs/omas-release-2", MOUNTS) == "ext4"
+    assert filesystem_type("/mnt/disks/gcs/omas-release/not a bucket/x", MOUNTS) == "ext4"
+    assert filesystem_type(Path.cwd()) != ""  # this machine's own /proc/self/mounts
+
+
+def test_work_folder_defaults_to_local_disk_and_refuses_a_fuse_mount() -> None:
+    assert default_work_dir("/data/release", MOUNTS) == Path("/data/release/.omas-idc-work")
+    on_mount = default_work_dir("/mnt/disks/gcs/omas-release/nlst", MOUNTS)
+    in_bucket = default_work_dir("s3://omas-release/nlst", MOUNTS)
+    for work in (on_mount, in_bucket):
+        assert not work.is_absolute()
+        assert work.parts[0] == "omas-idc-work"
+        assert filesystem_type(work.absolute(), MOUNTS) != "fuse.gcsfuse"
+    # One state per output: two releases run from the same folder never share one.
+    assert on_mount != in_bucket != default_work_dir("s3://omas-release/other", MOUNTS)
+    assert check_work_dir(Path("/mnt/disks/work"), MOUNTS) == Path("/mnt/disks/work")
+    with pytest.raises(ConfigurationError, match="FUSE") as refused:
+        check_work_dir(Path("/mnt/disks/gcs/omas-release/work"), MOUNTS)
+    assert refused.value.reason == "work-on-fuse"
+
+
+def test_publish_puts_the_marker_last_so_a_failed_upload_leaves_no_marker(
+    s3_server: str, s3_client: Any, tmp_path: Path
+) -> None:
+    store = ObjectStore(f"s3://{OUTPUT_BUCKET}/marker-test", endpoint_url=s3_server)
+    first = tmp_path / "seg_551.dcm"
+    first.write_bytes(b"first output")
+    files = {"seg_551.dcm": first, "sr.dcm": tmp_path / "gone.dcm"}  # the second cannot upload
+    with pytest.raises(PublishError) as failed:
+        store.publish(PurePosixPath("series-1"), files, {"source_series_instance_uid": "1.2.3"})
+    assert failed.value.reason == "upload"
+    listing = s3_client.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="marker-test/series-1/")
+    keys = {o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", [])}
+    assert DONE_MARKER not in keys
+    assert store.done_series() == {}
+
+    (tmp_path / "gone.dcm").write_bytes(b"second output")
+    store.publish(PurePosixPath("series-1"), files, {"source_series_instance_uid": "1.2.3"})
+    assert set(store.done_series()) == {"series-1"}
