@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -173,10 +174,18 @@ def _pipelined(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 tiny series (seconds; CI)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="rounds of both runs, in alternating order (default: 3; 1 with --quick)",
+    )
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
+    repeats = args.repeats or (1 if args.quick else 3)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
+    rounds: list[tuple[dict[str, float], float]] = []
     with (
         moto_server() as endpoint,
         tempfile.TemporaryDirectory(prefix="omas-pipeline-bench-") as folder,
@@ -185,19 +194,37 @@ def main() -> None:
         refs = _upload(endpoint, root / "phantoms", size)
         model_dir = _model(root / "model", size)
         _sequential(refs[:1], model_dir, endpoint, root / "warmup")  # load code paths once
-        times = _sequential(refs, model_dir, endpoint, root / "sequential")
-        wall, _ = _pipelined(refs, model_dir, endpoint, root / "pipelined")
+        for r in range(repeats):
+            # Alternate which goes first, so that neither always finds the caches warm.
+            if r % 2 == 0:
+                times = _sequential(refs, model_dir, endpoint, root / f"sequential{r}")
+                wall, _ = _pipelined(refs, model_dir, endpoint, root / f"pipelined{r}")
+            else:
+                wall, _ = _pipelined(refs, model_dir, endpoint, root / f"pipelined{r}")
+                times = _sequential(refs, model_dir, endpoint, root / f"sequential{r}")
+            rounds.append((times, wall))
     n = len(refs)
-    total = sum(times.values())
     shape = size["shape"]
     print(f"{n} series of {shape[2]}x{shape[1]}x{shape[0]} from a loopback S3 server")  # type: ignore[index]
+    ratios = []
+    for r, (times, wall) in enumerate(rounds):
+        total = sum(times.values())
+        ratios.append(total / wall)
+        first = "sequential first" if r % 2 == 0 else "pipelined first"
+        print(f"round {r + 1} ({first}): sequential {total:.2f} s, pipelined {wall:.2f} s")
+    times = {stage: sum(t[stage] for t, _ in rounds) / len(rounds) for stage in rounds[0][0]}
+    total = sum(times.values())
+    wall = statistics.median(w for _, w in rounds)
     print(
         "stage shares (sequential): "
         + ", ".join(f"{stage} {100 * seconds / total:.0f}%" for stage, seconds in times.items())
     )
     print(f"sequential {total:8.2f} s  {3600 * n / total:10.1f} series/hour")
     print(f"pipelined  {wall:8.2f} s  {3600 * n / wall:10.1f} series/hour")
-    print(f"ratio      pipelined is x{total / wall:.2f} the sequential rate")
+    print(
+        f"ratio      pipelined is x{statistics.median(ratios):.2f} the sequential rate "
+        f"(median of {len(ratios)} rounds; min x{min(ratios):.2f}, max x{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":
