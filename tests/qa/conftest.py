@@ -61,3 +61,9 @@ def phantom_series(
     folder: Path = tmp_path_factory.mktemp("qa-phantom") / "ct"
     phantom = make_phantom(folder, PhantomOptions(seed=SEED, **grid(option), **option))  # type: ignore[arg-type]
     return phantom, read_series(folder)
+
+
+@pytest.fixture(scope="session")
+def seed() -> int:
+    """The phantom seed of the QA tests (:data:`SEED`)."""
+    return SEED
