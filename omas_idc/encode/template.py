@@ -2,11 +2,12 @@
 
 highdicom builds and checks what all SEGs of a series share: patient, study, equipment and
 frame of reference copied from the sources, the references to every source image, the shared
-functional groups (orientation, pixel measures, slice spacing), the dimension index, and, for
-each source plane, its per-frame functional group items (plane position, derivation reference).
-It does so once, for a stub pixel array with every plane labelled. A task's SEG then takes the
-template's header and, for the frames it holds, the template's per-plane items encoded once
-as bytes, with only the dimension index values and segment number patched in
+functional groups (orientation, pixel measures, slice spacing), the dimension index, and the
+per-frame functional group item of a plane (plane position, derivation reference). It does so
+once, for a stub pixel array with one plane labelled; the other planes' items are
+that item with their source reference and position put in (:func:`build_template`). A task's
+SEG then takes the template's header and, for the frames it holds, the per-plane items encoded
+once as bytes, with only the dimension index values and segment number patched in
 (:meth:`SegTemplate.functional_groups`). The result is what highdicom writes for the same
 input (``tests/encode/test_fast_path.py`` compares both), at a fraction of the cost: no
 per-frame Python datasets, no full-volume checks that the TaskLabelMap contract makes moot.
@@ -23,7 +24,7 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 import numpy.typing as npt
-from highdicom.spatial import get_volume_positions
+from highdicom.spatial import VOLUME_INDEX_CONVENTION, get_normal_vector, get_volume_positions
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -43,6 +44,7 @@ _DERIVATION = Tag(0x00089124)
 _FRAME_CONTENT = Tag(0x00209111)
 _PLANE_POSITION = Tag(0x00209113)
 _SEGMENT_IDENTIFICATION = Tag(0x0062000A)
+_REFERENCED_SOP_INSTANCE_UID = Tag(0x00081155)
 _ITEM = b"\xfe\xff\x00\xe0"
 # Elements that differ between the SEGs of a series: set per task, never from the template.
 _PER_TASK = {
@@ -297,11 +299,22 @@ def build_template(
 ) -> SegTemplate | None:
     """The template of ``segmentation_type`` SEGs of ``volume``.
 
-    Returns ``None`` where the template does not have the expected shape (sources that are
-    not a stack of planes in patient coordinates): the caller then uses highdicom directly.
+    highdicom builds the SEG of a stub with only the first plane labelled: the header (made
+    from all sources) and that plane's per-frame item. The other planes' items are that item
+    with the plane's source reference and position (highdicom's own, from
+    ``get_plane_positions_of_series``) put in; frames are ordered along highdicom's slice normal.
+
+    Returns ``None`` where the sources are not single-frame images of one SOP class in patient
+    coordinates, or highdicom's item does not have the expected content: the caller then uses
+    highdicom directly.
     """
-    slice_planes_order = plane_slices(volume)  # plane -> slice
-    stub = np.ones(volume.shape, dtype=np.uint8)
+    planes = volume.shape[0]
+    if len(set(volume.files)) != len(volume.files) or len(sources) != planes:
+        return None  # a multi-frame source
+    if len({str(ds.SOPClassUID) for ds in sources}) != 1:
+        return None
+    stub = np.zeros(volume.shape, dtype=np.uint8)
+    stub[0] = 1
     seg = highdicom_segmentation(
         sources,
         stub,
@@ -315,35 +328,41 @@ def build_template(
         volume,
     )
     items = seg.get("PerFrameFunctionalGroupsSequence", [])
-    expected = {_DERIVATION, _FRAME_CONTENT, _PLANE_POSITION}
-    if len(items) != volume.shape[0] or any(set(item.keys()) != expected for item in items):
+    if len(items) != 1 or set(items[0].keys()) != {_DERIVATION, _FRAME_CONTENT, _PLANE_POSITION}:
         return None
-    by_reference = {
-        (ref.sop_instance_uid, ref.frame_number if ref.frame_number else None): index
-        for index, ref in enumerate(volume.source_refs)
-    }
-    multi_frame = len(set(volume.files)) != len(volume.files)
-    encoding: str | list[str] = seg.get("SpecificCharacterSet", "iso8859") or "iso8859"
-    derivation: dict[int, bytes] = {}
-    position: dict[int, bytes] = {}
-    positions = np.zeros((volume.shape[0], 3))
-    frame_order = []
-    for item in items:
-        source = item.DerivationImageSequence[0].SourceImageSequence[0]
-        frame = int(source.ReferencedFrameNumber) if multi_frame else None
-        slice_index = by_reference.get((str(source.ReferencedSOPInstanceUID), frame))
-        if slice_index is None or slice_index in derivation:
-            return None
-        frame_order.append(slice_index)
-        derivation[slice_index] = _encode(item[_DERIVATION], encoding)
-        position[slice_index] = _encode(item[_PLANE_POSITION], encoding)
-        positions[slice_index] = [
-            float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient
-        ]
     shared = seg.SharedFunctionalGroupsSequence[0]
     if "PlaneOrientationSequence" not in shared:
         return None
-    orientation = shared.PlaneOrientationSequence[0]
+    encoding: str | list[str] = seg.get("SpecificCharacterSet", "iso8859") or "iso8859"
+    item = items[0]
+    source = item.DerivationImageSequence[0].SourceImageSequence[0]
+    if str(source.ReferencedSOPInstanceUID) != str(sources[0].SOPInstanceUID):
+        return None
+    derivation = _encode(item[_DERIVATION], encoding)
+    uid_element = _encode(source[_REFERENCED_SOP_INSTANCE_UID], encoding)
+    if derivation.count(uid_element) != 1:
+        return None
+    before, after = derivation.split(uid_element)
+    # As highdicom.utils.get_plane_positions_of_series makes them (without its per-image checks)
+    plane_positions = [
+        hd.PlanePositionSequence(
+            coordinate_system=hd.CoordinateSystemNames.PATIENT,
+            image_position=ds.ImagePositionPatient,
+        )
+        for ds in sources
+    ]
+    position = [_encode(DataElement(_PLANE_POSITION, "SQ", p), encoding) for p in plane_positions]
+    if position[0] != _encode(item[_PLANE_POSITION], encoding):
+        return None
+    orientation = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
+    positions = np.array(
+        [[float(v) for v in p[0].ImagePositionPatient] for p in plane_positions], dtype=np.float64
+    )
+    # highdicom's frame order: ascending distance along its normal (Image._prepare_spatial_metadata)
+    normal = get_normal_vector(orientation, index_convention=VOLUME_INDEX_CONVENTION)
+    _, frame_order = np.unique(positions @ normal, return_index=True)
+    if len(frame_order) != planes:
+        return None
     header = Dataset()
     for tag in seg.keys():
         if tag not in _PER_TASK:
@@ -356,16 +375,19 @@ def build_template(
     for tag in _PRE_ENCODED:
         if tag in header:
             header[tag] = _raw_sequence(header[tag], encoding)
-    slice_planes = np.empty(volume.shape[0], dtype=np.intp)
-    slice_planes[slice_planes_order] = np.arange(volume.shape[0])
     return SegTemplate(
         header=header,
         segmentation_type=segmentation_type,
-        frame_order=np.asarray(frame_order, dtype=np.intp),
-        derivation=tuple(derivation[i] for i in range(volume.shape[0])),
-        position=tuple(position[i] for i in range(volume.shape[0])),
+        frame_order=frame_order.astype(np.intp),
+        derivation=tuple(
+            before
+            + _encode(DataElement(_REFERENCED_SOP_INSTANCE_UID, "UI", ds.SOPInstanceUID), encoding)
+            + after
+            for ds in sources
+        ),
+        position=tuple(position),
         positions=positions,
-        orientation=tuple(float(v) for v in orientation.ImageOrientationPatient),
-        slice_planes=slice_planes,
+        orientation=tuple(orientation),
+        slice_planes=np.arange(planes, dtype=np.intp),
         encoding=encoding,
     )

@@ -24,7 +24,7 @@ from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_d
 from omas_idc.encode.seg import _finish, _frames, series_number_for
 from omas_idc.encode.segments import algorithm_identification, segment_description
 from omas_idc.encode.sources import load_source_datasets
-from omas_idc.encode.template import highdicom_segmentation
+from omas_idc.encode.template import LazySegmentation, highdicom_segmentation
 from omas_idc.read import read_series
 from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
@@ -51,6 +51,7 @@ def _written(dataset: pydicom.Dataset) -> pydicom.Dataset:
 
 
 def _assert_same(ours: pydicom.Dataset, theirs: pydicom.Dataset, skip: set[str]) -> None:
+    assert isinstance(ours, LazySegmentation)  # made from the template, not by highdicom
     ours, theirs = _written(ours), _written(theirs)
     assert ours.file_meta.TransferSyntaxUID == theirs.file_meta.TransferSyntaxUID
     keywords = {e.keyword for e in ours} | {e.keyword for e in theirs}
