@@ -171,3 +171,16 @@ def test_labelmaps_read_back_from_segs_give_the_same_qa(series: tuple, catalog: 
         assert [r.metrics for r in again.present] == [r.metrics for r in qa.present]
         assert again.verdict is qa.verdict
     assert np.isfinite([r.metrics.volume_ml for r in qa.present if r.metrics]).all()
+
+
+@pytest.mark.slow
+def test_full_binary_seg_sr_passes_pixelmed(
+    series: tuple, catalog: Catalog, tmp_path: Path
+) -> None:
+    """PixelMed's TID 1500 validator on the whole report (every structure) on the binary SEG."""
+    volume, qa, _, binary, _ = series
+    path = write_dataset(
+        encode_sr(volume, qa, [binary], catalog, PROVENANCE), tmp_path / "sr_binary.dcm"
+    )
+    assert len(qa.present) > 20  # organs, lobes, vertebrae, aorta: one group each
+    assert _pixelmed_errors(path) == []
