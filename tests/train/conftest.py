@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
+
+if TYPE_CHECKING:
+    from omas_idc.volume import CTVolume
 
 torch = pytest.importorskip("torch")
 
@@ -22,6 +27,27 @@ def demo_card() -> Path:
 def nnunet_predictor() -> Any:
     """A function: result folder -> nnU-Net's own predictor for it."""
     return _nnunet_predictor_for
+
+
+@pytest.fixture(scope="session")
+def nnunet_segment() -> Any:
+    """A function: (result folder, CTVolume) -> nnU-Net's label map on the volume's grid.
+
+    nnU-Net is given the volume in RAS-canonical (S, A, R) order with its spacing, as its
+    SimpleITK reader would give it a NIfTI export of the series, and its label map is turned
+    back to the source orientation.
+    """
+    return _nnunet_segment
+
+
+def _nnunet_segment(folder: Path, volume: CTVolume) -> npt.NDArray[np.integer]:
+    from omas_idc.engine.preprocessing import CanonicalOrientation
+
+    predictor = _nnunet_predictor_for(folder)
+    orientation = CanonicalOrientation.of(volume.geometry)
+    canonical = orientation.to_canonical(torch.from_numpy(volume.hu).float()).numpy()[None]
+    labels = predictor.predict_single_npy_array(canonical, {"spacing": list(orientation.spacing)})
+    return np.asarray(orientation.to_source(labels))
 
 
 def _nnunet_predictor_for(folder: Path, fold: str = "all") -> Any:

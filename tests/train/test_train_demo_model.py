@@ -11,7 +11,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from omas_idc.engine.model import load_model  # noqa: E402
-from omas_idc.engine.preprocessing import CanonicalOrientation  # noqa: E402
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig  # noqa: E402
 from omas_idc.testing.phantom import PhantomOptions, make_phantom, render_phantom  # noqa: E402
 from omas_idc.train.demo import DEMO_STRUCTURES  # noqa: E402
@@ -85,7 +84,7 @@ def test_demo_model_segments_a_fresh_phantom(segmenter: Segmenter, acquisition: 
         assert score.dice[name] >= 0.85, (acquisition, name, score.dice)
 
 
-def test_demo_model_matches_nnunet_predictor(demo_card: Path, nnunet_predictor: Any) -> None:
+def test_demo_model_matches_nnunet_predictor(demo_card: Path, nnunet_segment: Any) -> None:
     pytest.importorskip("nnunetv2")
     from omas_idc.models import demo_result_folder
 
@@ -97,12 +96,7 @@ def test_demo_model_matches_nnunet_predictor(demo_card: Path, nnunet_predictor: 
     model = load_model(folder)
     with Segmenter(model, SegmenterConfig(threads=1)) as ours:
         mine = ours.segment(volume)[0].array
-    predictor = nnunet_predictor(folder)
-    orientation = CanonicalOrientation.of(geometry)
-    canonical = orientation.to_canonical(torch.from_numpy(volume.hu).float()).numpy()[None]
-    theirs = orientation.to_source(
-        predictor.predict_single_npy_array(canonical, {"spacing": list(orientation.spacing)})
-    )
+    theirs = nnunet_segment(folder, volume)
     for label in range(1, len(DEMO_STRUCTURES) + 1):
         present = (mine == label).any() or (theirs == label).any()
         if present:

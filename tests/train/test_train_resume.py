@@ -110,3 +110,42 @@ def test_export_is_an_nnunet_result_folder_the_engine_loads(tiny, tmp_path: Path
     weights = model.tasks[0].networks[0].state_dict()
     for key, value in trainer.network.state_dict().items():
         assert torch.equal(weights[key], value)
+
+
+def test_exported_folder_segments_like_nnunet_predictor(  # type: ignore[no-untyped-def]
+    tiny, tmp_path: Path, nnunet_segment
+) -> None:
+    pytest.importorskip("nnunetv2")
+    import numpy as np
+
+    from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+    from omas_idc.testing.phantom import PhantomOptions, render_phantom
+    from omas_idc.train.evaluate import dice, volume_from_array
+
+    config, data = tiny
+    trainer = Trainer(data, config.training, tmp_path / "run")
+    trainer.fit()
+    folder = export_model(trainer, tmp_path / "model", name="tiny", task_id="900")
+    # another grid, spacing and orientation than the training phantoms: resampling both ways
+    geometry, hu, _labels, _structures = render_phantom(
+        PhantomOptions(
+            seed=901,
+            shape=(30, 40, 48),
+            pixel_spacing=(8.0, 9.0),
+            slice_spacing=10.0,
+            patient_position="FFS",
+        )
+    )
+    volume = volume_from_array(hu, geometry)
+    with Segmenter(
+        load_model(tmp_path / "model" / "card.json"), SegmenterConfig(threads=1)
+    ) as ours:
+        mine = ours.segment(volume)[0].array
+    theirs = nnunet_segment(folder, volume)
+
+    assert mine.shape == theirs.shape == hu.shape
+    assert len(np.unique(mine)) >= 3  # a label map with structure, not one class everywhere
+    for label in range(1, data.num_classes):
+        if (mine == label).any() or (theirs == label).any():
+            assert dice(mine == label, theirs == label) >= 0.99, label
+    assert np.mean(mine == theirs) >= 0.99
