@@ -2,7 +2,8 @@
 
 Segments are matched to catalog structures by their codes (never by label text), and
 grouped into the tasks of the model that produced them, so LABELMAP SEGs (one per task) and
-a BINARY SEG (all tasks) give the same label maps. The model is the SEG's algorithm name.
+a BINARY SEG (all tasks) give the same label maps. The model is the SEG's algorithm name, and
+each label map's model version the algorithm version of the SEG its segments come from.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def labelmaps_from_segs(
     references = segment_references(segs, catalog, series_uid)
     arrays: dict[str, np.ndarray] = {}
     names: dict[str, dict[int, str]] = {}
+    versions: dict[str, str] = {}
     cache: dict[str, np.ndarray] = {}
     for name, (seg, number) in references.items():
         structure = catalog.by_name(name)
@@ -105,11 +107,12 @@ def labelmaps_from_segs(
         if task not in arrays:
             arrays[task] = np.zeros(volume.shape, dtype=np.uint16)
             names[task] = {}
+            versions[task] = seg_algorithm(seg)[1]
         arrays[task][mask] = label.label
         names[task][label.label] = label.name
     maps = []
     for task in sorted(arrays):
         array = arrays[task]
         dtype = np.uint8 if array.max() <= 255 else np.uint16
-        maps.append(TaskLabelMap(model, task, array.astype(dtype), names[task]))
+        maps.append(TaskLabelMap(model, task, array.astype(dtype), names[task], versions[task]))
     return maps

@@ -10,16 +10,19 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from omas_idc import __version__
 from omas_idc.catalog.model import Catalog
 from omas_idc.cli import app
 from omas_idc.encode import Provenance, encode_labelmaps, write_dataset
 from omas_idc.encode.sr import encode_sr, segment_references
 from omas_idc.errors import QAError
+from omas_idc.geometry import VolumeGeometry, voxel_volume_mm3
 from omas_idc.publish import release_rows, release_schema, write_previews, write_release_table
-from omas_idc.qa import Status, assess_series
+from omas_idc.qa import Status, assess_series, load_plausibility
 from omas_idc.read import read_series
 from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
+from omas_idc.volume import CTVolume
 
 PROVENANCE = Provenance(model="cads", model_version="1.0", timestamp=datetime(2026, 3, 4, 5, 6, 7))
 
@@ -80,6 +83,79 @@ def test_release_table_round_trips_with_one_row_per_expected_structure(
             assert len(str(value).encode()) < 1_000_000
 
 
+def _damaged(phantom: object, volume: CTVolume) -> tuple[CTVolume, np.ndarray]:
+    """The phantom with a split liver, swapped kidneys, a 0.3 mL spleen, and the series cut
+    short in the middle of the heart (HFP: slices ascend towards the head)."""
+    labels = phantom.labels.copy()  # type: ignore[attr-defined]
+    value = {t.name: t.label for t in phantom.structures}  # type: ignore[attr-defined]
+    liver = np.argwhere(labels == value["liver"])
+    axis = int(np.argmax(liver.max(axis=0) - liver.min(axis=0)))
+    middle = int(np.median(liver[:, axis]))
+    cut = [slice(None)] * 3
+    cut[axis] = slice(middle - 1, middle + 2)
+    slab = labels[tuple(cut)]
+    slab[slab == value["liver"]] = 0
+    left, right = labels == value["kidney_left"], labels == value["kidney_right"]
+    labels[left], labels[right] = value["kidney_right"], value["kidney_left"]
+    spleen = np.argwhere(labels == value["spleen"])
+    labels[tuple(spleen[1:].T)] = 0
+    heart = np.argwhere(labels == value["heart"])
+    keep = slice(0, int(np.median(heart[:, 0])) + 1)
+    geometry = VolumeGeometry.from_slices(
+        volume.geometry.orientation,
+        volume.geometry.pixel_spacing,
+        volume.geometry.slice_positions[keep],
+        volume.shape[1],
+        volume.shape[2],
+    )
+    short = CTVolume(volume.hu[keep], geometry, volume.source_refs[keep], volume.header)
+    return short, labels
+
+
+def test_release_table_flags_exactly_the_damaged_structures(
+    written: tuple, catalog: Catalog, tmp_path: Path
+) -> None:
+    phantom, volume, _, _, _, _ = written
+    short, labels = _damaged(phantom, volume)
+    kept = labels[: short.shape[0]]
+    maps = truth_task_labelmaps(kept, phantom.label_names, catalog)
+    qa = assess_series(short, maps, catalog)
+    table = pq.read_table(write_release_table(release_rows(qa), tmp_path / "qa.parquet"))
+    rows = {row["structure"]: row for row in table.to_pylist()}
+    assert len(rows) == len(qa.records)
+
+    # What each flag should say, from the damaged truth rather than from the QA.
+    cut_off = labels[short.shape[0] :]
+    segmented = [t for t in phantom.structures if catalog.by_name(t.name).cads is not None]
+    truncated = {
+        t.name for t in segmented if (kept == t.label).any() and (cut_off == t.label).any()
+    }
+    assert {"heart", "aorta"} <= truncated
+    voxel_ml = voxel_volume_mm3(short.geometry.affine) / 1000
+    implausible = set()
+    for name, expectation in load_plausibility().items():
+        if expectation.volume_range is not None and name in phantom.label_names.values():
+            low, high = expectation.volume_range
+            ml = (kept == phantom.structure(name).label).sum() * voxel_ml
+            if 0 < ml and not low <= ml <= high:
+                implausible.add(name)
+    assert "spleen" in implausible
+    expected = {
+        "flag_split": {"liver"},
+        "flag_wrong_side": {"kidney_left", "kidney_right"},
+        "flag_truncated": truncated,
+        "flag_implausible_volume": implausible,
+    }
+    for flag, names in expected.items():
+        assert {name for name, row in rows.items() if row[flag]} == names, flag
+    versions = {m.task: m.model_version for m in maps}
+    for row in rows.values():
+        assert row["model"] == "cads"
+        assert row["model_version"] == versions[row["task"]]
+        assert row["omas_idc_version"] == __version__
+        assert row["series_verdict"] == "fail"
+
+
 def test_oversized_cells_are_refused(written: tuple, catalog: Catalog, tmp_path: Path) -> None:
     _, volume, maps, _, _, _ = written
     rows = release_rows(assess_series(volume, maps, catalog))
@@ -130,3 +206,7 @@ def test_cli_writes_sr_table_and_previews(written: tuple, tmp_path: Path) -> Non
         "preview_coronal.png",
     }
     assert "kidney_left" in result.output
+    table = pq.read_table(out / "qa.parquet").to_pylist()
+    assert {row["model"] for row in table} == {PROVENANCE.model}
+    assert {row["model_version"] for row in table} == {PROVENANCE.model_version}
+    assert {row["omas_idc_version"] for row in table} == {__version__}
