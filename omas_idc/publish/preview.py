@@ -22,13 +22,14 @@ from omas_idc.errors import QAError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
 
-__all__ = ["HU_WINDOW", "to_lps_axes", "write_previews"]
+__all__ = ["HU_WINDOW", "OVERLAY_ALPHA", "to_lps_axes", "write_previews"]
 
 logger = logging.getLogger(__name__)
 
 #: Display window (HU) of the previews: wide enough for lungs, soft tissue and bone.
 HU_WINDOW = (-400.0, 500.0)
-_ALPHA = 0.45
+#: Opacity of the segment colours over the CT (the legend shows them opaque).
+OVERLAY_ALPHA = 0.45
 
 
 def to_lps_axes(
@@ -93,7 +94,7 @@ def _colour_tables(
         for value in present:
             structure = structures[value]
             table[value, :3] = np.asarray(structure.color_rgb) / 255.0
-            table[value, 3] = _ALPHA
+            table[value, 3] = OVERLAY_ALPHA
             legend[structure.name] = structure.color_rgb
         tables.append(table)
     return tables, legend

@@ -192,6 +192,60 @@ def test_previews_show_the_liver_on_the_viewers_left(
     assert heart[0] > bladder[0]  # axis 0 runs towards superior (coronal shown flipped)
 
 
+def _matches(image: np.ndarray, rgb: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """Pixels (8-bit RGB) that are ``rgb`` blended with opacity ``alpha`` over some grey."""
+    grey = image.astype(np.float64) - alpha * np.asarray(rgb, dtype=np.float64)
+    spread = grey.max(axis=-1) - grey.min(axis=-1)
+    return (
+        (spread <= 2.5)
+        & (grey.min(axis=-1) >= -1.5)
+        & (grey.max(axis=-1) <= 255 * (1 - alpha) + 1.5)
+    )
+
+
+def _panels(image: np.ndarray, right: float) -> list[slice]:
+    """The column ranges of the slice panels: columns with air (black) above and below the
+    body; a column of title text holds a few black pixels only."""
+    area = image[:, : int(right * image.shape[1])]
+    dark = (area.max(axis=-1) < 10).sum(axis=0) >= 20
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], dark.astype(np.int8), [0]])))
+    return [slice(start, stop) for start, stop in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def test_axial_preview_pixels_show_the_liver_left_of_the_spleen_and_every_legend_colour(
+    written: tuple, catalog: Catalog, tmp_path: Path
+) -> None:
+    """Radiological convention in the pixels themselves, and a legend a reader can match."""
+    import matplotlib.image
+
+    from omas_idc.publish.preview import OVERLAY_ALPHA
+
+    _, volume, maps, _, _, _ = written  # HFP: rows and columns both reversed on disk
+    axial, _ = write_previews(volume, maps, catalog, tmp_path)
+    image = np.rint(matplotlib.image.imread(axial)[..., :3] * 255).astype(np.int64)
+    liver = _matches(image, catalog.by_name("liver").color_rgb, OVERLAY_ALPHA)
+    spleen = _matches(image, catalog.by_name("spleen").color_rgb, OVERLAY_ALPHA)
+    compared = 0
+    panels = _panels(image, right=0.8)
+    assert len(panels) == 3
+    for panel in panels:
+        liver_x = np.flatnonzero(liver[:, panel].any(axis=0))
+        spleen_x = np.flatnonzero(spleen[:, panel].any(axis=0))
+        if len(liver_x) > 20 and len(spleen_x) > 20:  # both organs cut by this slice
+            assert np.median(liver_x) < np.median(spleen_x)  # patient's right: viewer's left
+            compared += 1
+    assert compared >= 1
+    present = {
+        catalog.resolve_labels(m.model, m.task, m.labels)[value].name
+        for m in maps
+        for value in m.present_labels()
+    }
+    assert {"liver", "spleen", "kidney_left", "vertebrae_L1"} <= present
+    pixels = {tuple(p) for p in image.reshape(-1, 3)}
+    for name in present:  # the legend patches are drawn opaque
+        assert catalog.by_name(name).color_rgb in pixels, name
+
+
 def test_cli_writes_sr_table_and_previews(written: tuple, tmp_path: Path) -> None:
     _, _, _, _, paths, folder = written
     out = tmp_path / "out"
