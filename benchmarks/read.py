@@ -9,10 +9,10 @@ reading it with:
 
 Each timing is the best of ``--repeats`` runs, the readers taking turns (the file cache is warm
 for all three), with the CPU time (user + system, all threads) of that run, which shows how many
-cores each reader kept busy. Prints the times and the ratios peer / omas-idc (above 1 means omas-idc is faster).
-``--quick`` uses a small series so that CI can run it in seconds; full runs replace the "read"
-section of benchmarks/RESULTS.md. ``--workdir DIR`` keeps the phantom series in DIR and reuses
-them on the next run (writing the JPEG 2000 series takes minutes).
+cores each reader kept busy. Prints the times and the ratios peer / omas-idc (above 1 means
+omas-idc is faster). ``--quick`` uses a small series so that CI can run it in seconds; full
+runs replace the "read" section of benchmarks/RESULTS.md. ``--workdir DIR`` keeps the phantom
+series in DIR and reuses them on the next run (writing the JPEG 2000 series takes minutes).
 
 Usage: ``python benchmarks/read.py [--quick] [--repeats N] [--results PATH] [--workdir DIR]``
 """
