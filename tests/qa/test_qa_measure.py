@@ -81,16 +81,16 @@ def test_correct_phantom_passes_with_analytic_volumes(
 
 
 # Flat-faced shapes on fine crops. The ellipsoidal organs are checked above, on the full-body
-# 3 mm grids. Lung lobes
-# (slabs of an ellipsoid), vertebrae and the aorta (elliptic cylinders) have flat faces: a face
-# parallel to the slices gains or loses up to half a voxel times its area, whatever the grid's
-# position, so a 3 mm slice spacing leaves a 22 mm vertebra 21 or 24 mm high (-4.5 % / +9 %) and
-# a lobe up to 3.6 % off. Those structures are therefore measured on a finer grid over a crop
-# around them, as one would scan them to measure them: 0.5 mm across the lobes' faces (at most
-# 0.25 mm times the face area: <= 1.7 % for the middle lobe, the thinnest), 1 mm isotropic for
-# the small cylinders (a vertebra's 22 mm height is a whole number of slices; the crop is put a
-# quarter voxel off the grid's centre so that no voxel centre lies exactly on a face, the generic
-# case of a real scan, where a coincidence would count one extra slice).
+# 3 mm grids. Lung lobes (slabs of an ellipsoid), vertebrae and the aorta (elliptic cylinders)
+# have flat faces: a face parallel to the slices gains or loses up to half a slice times its
+# area, depending on where the slices fall, so 3 mm slices make a 22 mm vertebra 21 or 24 mm
+# high (-4.5 % / +9 %) and a lobe several per cent too small or large. These structures are
+# measured on a finer grid over a crop around them, as one would scan them to measure them:
+# 0.5 mm slices across the lobes' faces (at most 0.25 mm times the face areas: <= 1.7 % for
+# the middle lobe, the thinnest slab), 1 mm isotropic voxels for the cylinders (a vertebra's
+# 22 mm and the aorta's 220 mm are whole numbers of slices). Each crop is placed a quarter voxel
+# off its centre so that no voxel centre lies exactly on a face, the generic case in a real
+# scan (an exact coincidence would count one extra slice: +4.5 % for a vertebra).
 
 #: Acquisition options of the crops: every orientation, a patient position with a flip, an
 #: oblique plane and a gantry tilt (flat faces no longer parallel to the slices).
