@@ -4,15 +4,16 @@ Three training sets of phantom series (axial, 6 mm voxels) each annotate a diffe
 of eight structures, as public datasets do (one labels abdominal organs, another the heart
 and the pelvis, ...); every structure is annotated in at least one set and missing from at
 least one other. The marginal loss (:mod:`omas_idc.train.losses`) lets one network learn all
-eight. Reproduce the packaged model with::
+eight. The packaged model (``omas_idc/models/demo``) was trained with::
 
     python -m omas_idc.train.demo --out omas_idc/models/demo
 
-(about 15 minutes on two CPU cores; the seed fixes the result on a given torch build and
-thread count). The packaged weights were trained before the patch sampler let patches reach
-the volume's border (nnU-Net's ``need_to_pad``, :mod:`omas_idc.train.sampling`), when every
-48^3 patch of these 64 x 48 x 64 phantoms was cut at the same place; the script now trains
-different weights (the packaged ones still pass the demo model's tests).
+(the defaults: seed 0, 1500 iterations, one torch thread; 22 minutes on a two-core machine
+shared with other work, torch 2.13 on the CPU). The seed fixes the result on a given torch
+build and thread count; another ``--threads`` gives slightly different weights. The script
+keeps only what the package ships (``checkpoint_final.pth``, not the resumable state).
+Measured on fresh phantoms in every orientation option of the demo model's tests: Dice
+>= 0.986 per structure and centroids within 0.09 voxel.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ DEMO_DATASETS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
 }
 #: Spacing of the demo model and its training phantoms (mm).
 DEMO_SPACING = 6.0
+#: Optimiser steps and torch threads of the packaged model.
+DEMO_ITERATIONS = 1500
+DEMO_THREADS = 1
 
 
 def demo_config(
@@ -159,28 +163,52 @@ def demo_config(
     )
 
 
-def train_demo_model(out: str | Path, *, seed: int = 0, iterations: int = 3000) -> Path:
+def train_demo_model(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    iterations: int = DEMO_ITERATIONS,
+    threads: int = DEMO_THREADS,
+) -> Path:
     """Train and export the demo model into ``out``; returns the nnU-Net result folder.
 
-    The packaged model was made this way: 48^3 patches (288 mm, enough context to tell the
-    left from the right hip), 3000 iterations, 2 torch threads (about 15 minutes on 2 cores).
+    48^3 patches (288 mm, enough context to tell the left from the right hip). The defaults
+    are the packaged model's recipe; another thread count gives (slightly) other weights.
     """
     from omas_idc.train.run import train
 
-    config = demo_config(out, seed=seed, iterations=iterations, patch_size=(48, 48, 48), threads=2)
-    return train(config, resume=False, intensity_samples=1_000_000)
+    config = demo_config(
+        out, seed=seed, iterations=iterations, patch_size=(48, 48, 48), threads=threads
+    )
+    folder = train(config, resume=False, intensity_samples=1_000_000)
+    # The resumable state (optimiser included) is no part of the packaged model.
+    (folder / "fold_all" / "checkpoint_latest.pth").unlink(missing_ok=True)
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m omas_idc.train.demo --out FOLDER``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Output folder of the model.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0, help="Training seed (default: 0).")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=DEMO_ITERATIONS,
+        help=f"Optimiser steps (default: {DEMO_ITERATIONS}).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEMO_THREADS,
+        help=f"torch threads; the result depends on it (default: {DEMO_THREADS}).",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     start = time.monotonic()
-    folder = train_demo_model(args.out, seed=args.seed, iterations=args.iterations)
+    folder = train_demo_model(
+        args.out, seed=args.seed, iterations=args.iterations, threads=args.threads
+    )
     logger.info("demo model written to %s in %.0f s", folder, time.monotonic() - start)
 
 
