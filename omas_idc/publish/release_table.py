@@ -116,7 +116,7 @@ def _row(
         "flag_split": "split" in reasons,
         "flag_wrong_side": "wrong_side" in reasons,
         "flag_implausible_volume": any(r.startswith("volume_") and "range" in r for r in reasons),
-        "flag_small_volume": "volume_below_5ml" in reasons,
+        "flag_small_volume": "volume_below_minimum" in reasons,
         "omas_idc_version": __version__,
     }
     if m is not None:

@@ -21,7 +21,8 @@ Laterality
 Volume
     Outside a structure's cited adult range -> ``warn`` (``volume_below_range`` /
     ``volume_above_range``). Structures without a range, unless marked small, are held to
-    IDC's floor of :data:`MINIMUM_VOLUME_ML` -> ``warn`` (``volume_below_5ml``).
+    IDC's floor of :data:`MINIMUM_VOLUME_ML` (configurable: ``[qa] min_volume_ml``) -> ``warn``
+    (``volume_below_minimum``).
 Status of expected structures
     The expected structures are all the labels the catalog gives the model's tasks present in
     the run. One with voxels is ``present``. An absent vertebra is ``outside_fov`` where its
@@ -160,8 +161,12 @@ def check_laterality(
     )
 
 
-def check_volume(expectation: StructureExpectation, metrics: SegmentMetrics) -> list[Finding]:
-    """Volume against the cited range, or against the 5 mL floor (module docstring)."""
+def check_volume(
+    expectation: StructureExpectation,
+    metrics: SegmentMetrics,
+    min_volume_ml: float = MINIMUM_VOLUME_ML,
+) -> list[Finding]:
+    """Volume against the cited range, or against the ``min_volume_ml`` floor (module docstring)."""
     volume = metrics.volume_ml
     volume_range = expectation.volume_range
     if volume_range is not None:
@@ -187,13 +192,13 @@ def check_volume(expectation: StructureExpectation, metrics: SegmentMetrics) -> 
         return [Finding("plausibility", Verdict.PASS)]
     if expectation.small:
         return []
-    if volume < MINIMUM_VOLUME_ML:
+    if volume < min_volume_ml:
         return [
             Finding(
                 "minimum_volume",
                 Verdict.WARN,
-                "volume_below_5ml",
-                f"{volume:.2f} mL < {MINIMUM_VOLUME_ML:g} mL",
+                "volume_below_minimum",
+                f"{volume:.2f} mL < {min_volume_ml:g} mL",
             )
         ]
     return [Finding("minimum_volume", Verdict.PASS)]
@@ -259,6 +264,7 @@ def assess_series(
     catalog: Catalog,
     *,
     expectations: Mapping[str, StructureExpectation] | None = None,
+    min_volume_ml: float = MINIMUM_VOLUME_ML,
 ) -> SeriesQA:
     """Measure and check every expected structure of one series.
 
@@ -272,6 +278,9 @@ def assess_series(
         Maps each model label to its structure (name, codes, laterality).
     expectations
         Per-structure ranges and expectations; defaults to ``dicom_templates/plausibility.csv``.
+    min_volume_ml
+        The floor under which a structure without a cited range is flagged
+        (``volume_below_minimum``); IDC's 5 mL by default.
 
     Returns
     -------
@@ -284,6 +293,12 @@ def assess_series(
         If a label map is off the grid, a label is not in the catalog, or two label maps
         produce the same structure.
     """
+    if not min_volume_ml >= 0:
+        raise QAError(
+            f"min_volume_ml must be a volume >= 0 mL, not {min_volume_ml!r}",
+            series_instance_uid=volume.series_instance_uid or None,
+            reason="configuration",
+        )
     table = load_plausibility() if expectations is None else expectations
     series_uid = volume.series_instance_uid
     measured: list[tuple[TaskLabelMap, int, Structure, SegmentMetrics | None]] = []
@@ -364,7 +379,7 @@ def assess_series(
         if side is not None:
             laterality, distance = check_laterality(side, metrics, midline_x)
             found.append(laterality)
-        found.extend(check_volume(expectation, metrics))
+        found.extend(check_volume(expectation, metrics, min_volume_ml))
         records.append(
             replace(
                 base,

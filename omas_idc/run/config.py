@@ -179,6 +179,12 @@ def _validate(config: RunConfig, where: str) -> None:
         raise ConfigurationError(
             f"{where}: run.max_attempts must be >= 1", reason="invalid-setting"
         )
+    if not config.qa.min_volume_ml >= 0:
+        raise ConfigurationError(
+            f"{where}: qa.min_volume_ml must be a volume >= 0 (mL), got "
+            f"{config.qa.min_volume_ml!r}",
+            reason="invalid-setting",
+        )
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -16,7 +16,7 @@ from omas_idc.encode.sr import encode_sr, segment_references
 from omas_idc.errors import EncodingError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.publish import release_rows, write_previews, write_release_table
-from omas_idc.qa import assess_series
+from omas_idc.qa import MINIMUM_VOLUME_ML, assess_series
 from omas_idc.qa.records import SeriesQA
 from omas_idc.volume import CTVolume
 
@@ -42,6 +42,7 @@ def finish_series(
     task_order: Sequence[str] | None = None,
     previews: bool = True,
     header: dict[str, str] | None = None,
+    min_volume_ml: float = MINIMUM_VOLUME_ML,
 ) -> SeriesOutputs:
     """Write the SEG(s), the SR, the release rows (``qa.parquet``) and previews of one series.
 
@@ -71,7 +72,7 @@ def finish_series(
         name = "seg_binary.dcm" if item.layout == "binary" else f"seg_{item.tasks[0]}.dcm"
         files[name] = write_dataset(item.dataset, staging / name)
         segs.append(item.dataset)
-    qa = assess_series(volume, labelmaps, catalog)
+    qa = assess_series(volume, labelmaps, catalog, min_volume_ml=min_volume_ml)
     sr = encode_sr(volume, qa, segs, catalog, provenance)
     files["sr.dcm"] = write_dataset(sr, staging / "sr.dcm")
     rows = release_rows(

@@ -80,6 +80,7 @@ class RunOptions:
     max_attempts: int = 3
     queue_size: int = 2
     delete_downloads: bool = False
+    min_volume_ml: float = 5.0
 
 
 @dataclass
@@ -283,6 +284,7 @@ def run_series(
                     seg_layout=options.seg_layout,
                     task_order=model.task_order or None,
                     previews=options.previews,
+                    min_volume_ml=options.min_volume_ml,
                 )
                 stage = "publish"
                 marker = {

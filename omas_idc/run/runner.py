@@ -287,6 +287,7 @@ def execute_run(
             max_attempts=request.config.run.max_attempts,
             queue_size=request.config.run.queue_size,
             delete_downloads=request.config.output.delete_downloads,
+            min_volume_ml=request.config.qa.min_volume_ml,
         )
         summary = run_series(
             list(selected),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from omas_idc.catalog.model import Catalog
-from omas_idc.errors import ConfigurationError
+from omas_idc.errors import ConfigurationError, QAError
 from omas_idc.geometry import VolumeGeometry
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.qa import Status, Verdict, assess_series, load_plausibility
@@ -143,7 +143,7 @@ def test_oversized_and_tiny_segments_warn(
     assert load_plausibility().get("urinary_bladder") is None  # no range: the floor applies
     assert bladder_record.metrics is not None
     assert bladder_record.metrics.volume_ml < 5.0
-    assert bladder_record.reasons == ("volume_below_5ml",)
+    assert bladder_record.reasons == ("volume_below_minimum",)
     assert bladder_record.verdict is Verdict.WARN
     assert qa.verdict is Verdict.WARN
 
@@ -190,3 +190,19 @@ def test_a_volume_range_without_a_source_is_refused(tmp_path: Path) -> None:
     # The same row without its range is accepted: no range, no citation needed.
     path.write_text(",".join(PLAUSIBILITY_COLUMNS) + "\nliver,,,1,no,,\n", encoding="utf-8")
     assert read_plausibility_csv(path)["liver"].volume_range is None
+
+
+def test_the_volume_floor_is_the_configured_one(
+    supine: tuple[Phantom, CTVolume], catalog: Catalog
+) -> None:
+    phantom, volume = supine
+    maps = _maps(phantom, catalog, phantom.labels)
+    bladder = assess_series(volume, maps, catalog).record("urinary_bladder")
+    assert bladder.metrics is not None
+    assert bladder.reasons == ()  # well above IDC's 5 mL
+    floor = 2 * bladder.metrics.volume_ml
+    raised = assess_series(volume, maps, catalog, min_volume_ml=floor).record("urinary_bladder")
+    assert raised.reasons == ("volume_below_minimum",)
+    assert raised.verdict is Verdict.WARN
+    with pytest.raises(QAError, match="min_volume_ml"):
+        assess_series(volume, maps, catalog, min_volume_ml=-1.0)

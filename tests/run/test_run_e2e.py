@@ -308,3 +308,27 @@ def test_a_failing_series_is_retried_a_bounded_number_of_times(
             (row,) = state.all_series()
         assert (row.status, row.error_class, row.reason) == ("failed", "FetchError", "not-found")
         assert row.attempts == min(attempt, 3)
+
+
+def test_the_configured_qa_floor_reaches_the_release_table(
+    selection: dict[str, Any], threshold_model: Path, s3_server: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "selection.parquet"
+    write_selection(selection["good"][:1], path)
+    config = tmp_path / "release.toml"
+    config.write_text('[release]\nname = "floor-test"\n\n[qa]\nmin_volume_ml = 1e9\n')
+    out = tmp_path / "out"
+    command = _command(path, threshold_model, str(out), tmp_path / "work")
+    result = _run([*command, "--config", str(config)], s3_server)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (table_path,) = out.rglob("qa.parquet")
+    rows = [r for r in pq.read_table(table_path).to_pylist() if r["status"] == "present"]
+    unranged = [r for r in rows if r["plausible_min_ml"] is None]
+    assert unranged  # the threshold model's vertebra has no cited range
+    for row in unranged:  # under a floor of 1e9 mL every one of them is flagged
+        assert row["flag_small_volume"], row["structure"]
+        assert "volume_below_minimum" in row["reasons"]
+    config.write_text("[qa]\nmin_volume_ml = -1\n")
+    refused = _run([*command, "--config", str(config)], s3_server)
+    assert refused.returncode == 2
+    assert "min_volume_ml" in refused.stderr
