@@ -99,15 +99,16 @@ def _worker(work: Path, layout: str) -> None:
     from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_dataset
     from omas_idc.labelmap import TaskLabelMap
     from omas_idc.nifti import read_nifti_on_grid
-    from omas_idc.read import read_series
+    from omas_idc.read import read_series_headers
 
     started = time.perf_counter()
-    volume = read_series(work / "ct")
+    # As `omas-idc encode` does: the grid and source headers, no pixels (not needed to encode).
+    volume = read_series_headers(work / "ct")
     catalog = load_catalog()
     labelmaps = []
     for entry in json.loads((work / "maps.json").read_text()):
         structures = catalog.labels_for(entry["model"], entry["task"])
-        array = read_nifti_on_grid(entry["path"], volume.geometry).astype(np.uint8)
+        array = read_nifti_on_grid(entry["path"], volume.geometry).astype(np.uint8, copy=False)
         labelmaps.append(
             TaskLabelMap(
                 entry["model"],

@@ -41,12 +41,13 @@ def encode(
     from omas_idc.gridmatch import GridMismatch, map_onto_grid
     from omas_idc.labelmap import TaskLabelMap
     from omas_idc.nifti import read_nifti
-    from omas_idc.read import read_series
+    from omas_idc.read import read_series_headers
 
     if layout not in LAYOUTS:
         raise typer.BadParameter(f"--layout must be one of {LAYOUTS}, got {layout!r}")
     try:
-        volume = read_series(series_dir, series_instance_uid=series_uid)
+        # Encoding needs the grid and the source headers, not the HU values: pixels stay unread.
+        volume = read_series_headers(series_dir, series_instance_uid=series_uid)
         catalog = load_catalog()
         structures = catalog.labels_for(model, task)
         array, affine = read_nifti(labels)

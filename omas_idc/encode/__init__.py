@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from omas_idc.encode.provenance import Provenance, derived_uid
 from omas_idc.encode.seg import LAYOUTS, EncodedSeg, encode_binary, encode_labelmaps
-from omas_idc.encode.sr import encode_sr as encode_sr
 from omas_idc.encode.write import write_dataset
 
 __all__ = [

@@ -51,7 +51,7 @@ from omas_idc.encode.provenance import Provenance
 from omas_idc.encode.rle import encode_rle_frames
 from omas_idc.encode.runs import LabelLayout, label_layout
 from omas_idc.encode.segments import algorithm_identification, segment_description
-from omas_idc.encode.sources import load_source_datasets
+from omas_idc.encode.sources import SourceSeries, load_source_datasets
 from omas_idc.encode.template import (
     LazySegmentation,
     SegTemplate,
@@ -61,7 +61,6 @@ from omas_idc.encode.template import (
 )
 from omas_idc.errors import CatalogError, EncodingError
 from omas_idc.labelmap import TaskLabelMap
-from omas_idc.volume import CTVolume
 
 __all__ = ["LAYOUTS", "EncodedSeg", "encode_binary", "encode_labelmaps", "series_number_for"]
 
@@ -103,7 +102,7 @@ def _resolve(catalog: Catalog, labelmap: TaskLabelMap, series_uid: str) -> dict[
         ) from err
 
 
-def _check_grid(volume: CTVolume, array: npt.NDArray[np.generic], task: str) -> None:
+def _check_grid(volume: SourceSeries, array: npt.NDArray[np.generic], task: str) -> None:
     if array.shape != volume.shape:
         raise EncodingError(
             f"task {task} label map has shape {array.shape} but the source volume is "
@@ -138,7 +137,7 @@ def _finish(
     return seg
 
 
-def _frames(volume: CTVolume, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+def _frames(volume: SourceSeries, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
     """The label array in highdicom's plane order (a multi-frame source's frame order)."""
     order = plane_slices(volume)
     return array if np.array_equal(order, np.arange(len(order))) else array[order]
@@ -210,7 +209,7 @@ def _from_template(
 
 
 def encode_labelmaps(
-    volume: CTVolume,
+    volume: SourceSeries,
     labelmaps: Sequence[TaskLabelMap],
     catalog: Catalog,
     provenance: Provenance,
@@ -222,7 +221,9 @@ def encode_labelmaps(
     Parameters
     ----------
     volume
-        The source series (its files are referenced, its grid is the SEG's grid).
+        The source series (its files are referenced, its grid is the SEG's grid): a
+        ``CTVolume``, or the ``SeriesHeaders`` of ``read_series_headers`` where the HU values
+        are not needed otherwise (its source headers are then not read again).
     labelmaps
         One label map per task, on the source grid.
     catalog
@@ -366,7 +367,7 @@ def _disjoint_layers(labelmaps: Sequence[TaskLabelMap]) -> list[set[str]]:
 
 
 def encode_binary(
-    volume: CTVolume,
+    volume: SourceSeries,
     labelmaps: Sequence[TaskLabelMap],
     catalog: Catalog,
     provenance: Provenance,
@@ -492,7 +493,7 @@ def _binary_from_template(
 
 
 def _binary_by_layers(
-    volume: CTVolume,
+    volume: SourceSeries,
     sources: Sequence[Dataset],
     labelmaps: Sequence[TaskLabelMap],
     members: Sequence[tuple[Structure, TaskLabelMap, int]],

@@ -18,9 +18,15 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from omas_idc.errors import EncodingError
+from omas_idc.read.reader import SeriesHeaders
 from omas_idc.volume import CTVolume
 
-__all__ = ["load_source_datasets", "sanitise_source"]
+__all__ = ["SourceSeries", "load_source_datasets", "sanitise_source"]
+
+#: What the encoder encodes onto: a decoded volume or, where the HU values are not needed, the
+#: series' headers (:func:`omas_idc.read.read_series_headers`, which also carries the source
+#: datasets, so they are not read again).
+SourceSeries = CTVolume | SeriesHeaders
 
 _REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
@@ -44,8 +50,11 @@ def _check_uids(ds: Dataset, path: str, series_uid: str) -> None:
         )
 
 
-def load_source_datasets(volume: CTVolume) -> list[Dataset]:
+def load_source_datasets(volume: SourceSeries) -> list[Dataset]:
     """The source image headers of ``volume``, one per distinct file, in slice order.
+
+    A :class:`~omas_idc.read.SeriesHeaders` brings them along; for a
+    :class:`~omas_idc.volume.CTVolume` they are read from its files (without pixel data).
 
     Raises
     ------
@@ -58,20 +67,21 @@ def load_source_datasets(volume: CTVolume) -> list[Dataset]:
             series_instance_uid=volume.series_instance_uid or None,
             reason="no-sources",
         )
+    known = volume.datasets if isinstance(volume, SeriesHeaders) else None
     datasets: list[Dataset] = []
     seen: set[str] = set()
-    for path in volume.files:
+    for index, path in enumerate(volume.files):
         if path in seen:
             continue
         seen.add(path)
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = known[index] if known is not None else pydicom.dcmread(path, stop_before_pixels=True)
         _check_uids(ds, path, volume.series_instance_uid)
         datasets.append(sanitise_source(ds))
     _check_consistent(datasets, volume)
     return datasets
 
 
-def _check_consistent(datasets: Sequence[Dataset], volume: CTVolume) -> None:
+def _check_consistent(datasets: Sequence[Dataset], volume: SourceSeries) -> None:
     series = {str(ds.SeriesInstanceUID) for ds in datasets}
     if series != {volume.series_instance_uid}:
         raise EncodingError(

@@ -33,8 +33,8 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
 from omas_idc.encode.provenance import Provenance
+from omas_idc.encode.sources import SourceSeries
 from omas_idc.errors import EncodingError
-from omas_idc.volume import CTVolume
 
 __all__ = ["SegTemplate", "build_template", "highdicom_segmentation", "plane_slices"]
 
@@ -100,7 +100,7 @@ def highdicom_segmentation(
     series_number: int,
     provenance: Provenance,
     transfer_syntax: str,
-    volume: CTVolume,
+    volume: SourceSeries,
 ) -> hd.seg.Segmentation:
     """highdicom's own Segmentation of ``pixel_array`` with our header values."""
     try:
@@ -131,7 +131,7 @@ def highdicom_segmentation(
         ) from err
 
 
-def plane_slices(volume: CTVolume) -> npt.NDArray[np.intp]:
+def plane_slices(volume: SourceSeries) -> npt.NDArray[np.intp]:
     """For each plane as highdicom numbers the sources' planes, the volume's slice index.
 
     Single-frame sources are given in slice order; a multi-frame source's planes are its
@@ -291,7 +291,7 @@ class SegTemplate:
 
 
 def build_template(
-    volume: CTVolume,
+    volume: SourceSeries,
     sources: Sequence[Dataset],
     segmentation_type: str,
     description: hd.seg.SegmentDescription,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
 from omas_idc.errors import UnsupportedSeriesError
+from omas_idc.geometry import VolumeGeometry
 from omas_idc.read.checks import build_geometry, drop_localizers
 from omas_idc.read.decode import decode_volume
 from omas_idc.read.files import (
@@ -21,7 +23,14 @@ from omas_idc.read.files import (
 from omas_idc.read.slices import SliceRecord, slices_of
 from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
-__all__ = ["DEFAULT_SINGLE_SLICE_STEP_MM", "Source", "list_series", "read_series"]
+__all__ = [
+    "DEFAULT_SINGLE_SLICE_STEP_MM",
+    "SeriesHeaders",
+    "Source",
+    "list_series",
+    "read_series",
+    "read_series_headers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +217,64 @@ def read_series(
     A one-slice volume's slice step is the slice normal times SliceThickness (or
     :data:`DEFAULT_SINGLE_SLICE_STEP_MM` where absent), so its voxel volume is physical.
     """
+    ordered, geometry, warnings = _read_ordered(source, series_instance_uid, allow_tilt, workers)
+    uid = ordered[0].file.series_instance_uid
+    hu, more = decode_volume(ordered, uid, workers=workers)
+    warnings += more
+    header, refs, unique = _finish(ordered, warnings)
+    return CTVolume(
+        hu=hu,
+        geometry=geometry,
+        source_refs=refs,
+        header=header,
+        files=tuple(r.file.path for r in ordered),
+        warnings=unique,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesHeaders:
+    """A CT series read and checked without its pixels: what derived objects need.
+
+    Everything a :class:`~omas_idc.volume.CTVolume` holds except the HU array, so that no
+    stage can mistake it for image data. The encoder (SEG) needs only this: the grid, the
+    source references and the source headers.
+
+    Attributes
+    ----------
+    geometry, source_refs, header, files, warnings
+        As in :class:`~omas_idc.volume.CTVolume` (the same checks and the same order).
+    datasets
+        The source header of each slice, in slice order (for multi-frame sources the one
+        dataset, repeated), without pixel data, as ``pydicom.dcmread(path,
+        stop_before_pixels=True)`` would give it (values over 4 KiB are read on access).
+    """
+
+    geometry: VolumeGeometry
+    source_refs: tuple[SourceReference, ...]
+    header: SeriesHeader
+    files: tuple[str, ...]
+    datasets: tuple[Dataset, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def series_instance_uid(self) -> str:
+        """The source SeriesInstanceUID (may be empty for anonymisation-damaged series)."""
+        return self.header.series_instance_uid
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape (slices, rows, columns) of the series' volume."""
+        return self.geometry.shape
+
+
+def _read_ordered(
+    source: Source,
+    series_instance_uid: str | None,
+    allow_tilt: bool,
+    workers: int | None,
+) -> tuple[list[SliceRecord], VolumeGeometry, list[str]]:
+    """Select the series, drop localizers, order the slices and check the geometry."""
     series = list_series(source, workers=workers)
     chosen = _select(series, series_instance_uid, source)
     uid = chosen.series_instance_uid
@@ -222,22 +289,67 @@ def read_series(
         records, uid, allow_tilt=allow_tilt, single_slice_step_mm=step
     )
     warnings += more
-    hu, more = decode_volume(ordered, uid, workers=workers)
-    warnings += more
+    return ordered, geometry, warnings
+
+
+def _finish(
+    ordered: list[SliceRecord], warnings: list[str]
+) -> tuple[SeriesHeader, tuple[SourceReference, ...], tuple[str, ...]]:
+    """Header, source references and the de-duplicated warnings (logged)."""
     header = _header(ordered[0].file.dataset)
     warnings += [w for w in _uid_warnings(header, ordered) if w not in warnings]
-    warnings = list(dict.fromkeys(warnings))
+    unique = tuple(dict.fromkeys(warnings))
     refs = tuple(
         SourceReference(r.file.sop_class_uid, r.file.sop_instance_uid, r.frame_number)
         for r in ordered
     )
-    for w in warnings:
-        logger.info("series %s: %s", uid or "(empty SeriesInstanceUID)", w)
-    return CTVolume(
-        hu=hu,
+    for w in unique:
+        logger.info("series %s: %s", header.series_instance_uid or "(empty SeriesInstanceUID)", w)
+    return header, refs, unique
+
+
+def read_series_headers(
+    source: Source,
+    *,
+    series_instance_uid: str | None = None,
+    allow_tilt: bool = True,
+    workers: int | None = None,
+) -> SeriesHeaders:
+    """Read and check one DICOM CT series like :func:`read_series`, without decoding pixels.
+
+    For stages that need the grid and the source headers but not the HU values, such as
+    encoding an existing label map as DICOM SEG. The same checks refuse the same series
+    (except undecodable pixel data, which is not looked at).
+
+    Parameters
+    ----------
+    source, series_instance_uid, allow_tilt, workers
+        As for :func:`read_series`.
+
+    Returns
+    -------
+    SeriesHeaders
+        Geometry, source references, header fields, files, source datasets and warnings.
+
+    Raises
+    ------
+    UnsupportedSeriesError, SeriesGeometryError
+        As for :func:`read_series`.
+    """
+    ordered, geometry, warnings = _read_ordered(source, series_instance_uid, allow_tilt, workers)
+    datasets = []
+    for r in ordered:
+        ds = r.file.dataset
+        if "PixelData" in ds:
+            # Headers only: drop the deferred pixel data (as stop_before_pixels would).
+            del ds.PixelData
+        datasets.append(ds)
+    header, refs, unique = _finish(ordered, warnings)
+    return SeriesHeaders(
         geometry=geometry,
         source_refs=refs,
         header=header,
         files=tuple(r.file.path for r in ordered),
-        warnings=tuple(warnings),
+        datasets=tuple(datasets),
+        warnings=unique,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from omas_idc.catalog import load_catalog
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode import EncodedSeg, Provenance, encode_binary, encode_labelmaps, write_dataset
 from omas_idc.encode.seg import series_number_for
+from omas_idc.encode.sources import SourceSeries
 from omas_idc.errors import EncodingError
 from omas_idc.labelmap import TaskLabelMap
-from omas_idc.read import read_series
+from omas_idc.read import read_series, read_series_headers
 from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.testing.validators import dciodvfy_errors
@@ -72,7 +74,7 @@ def _read_back(path: Path, volume: CTVolume) -> hd.seg.Segmentation:
     return seg
 
 
-def _labelmap_array(seg: hd.seg.Segmentation, volume: CTVolume) -> np.ndarray:
+def _labelmap_array(seg: hd.seg.Segmentation, volume: SourceSeries) -> np.ndarray:
     """The SEG read back as a label array in the volume's slice order (by source instance)."""
     uids = [ref.sop_instance_uid for ref in volume.source_refs]
     array = seg.get_pixels_by_source_instance(
@@ -198,7 +200,7 @@ def test_series_number_rule_covers_a_missing_source_number() -> None:
 
 
 def _encode_to(
-    folder: Path, volume: CTVolume, maps: list[TaskLabelMap], catalog: Catalog
+    folder: Path, volume: SourceSeries, maps: list[TaskLabelMap], catalog: Catalog
 ) -> list[Path]:
     paths = [
         write_dataset(item.dataset, folder / f"seg_{item.tasks[0]}.dcm")
@@ -216,6 +218,9 @@ def test_encoding_twice_gives_byte_identical_files(tmp_path: Path, catalog: Cata
     first = _encode_to(tmp_path / "a", volume, maps, catalog)
     second = _encode_to(tmp_path / "b", read_series(tmp_path / "ct"), maps, catalog)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    # The encoder's header-only read (no pixels, source headers read once) writes the same bytes.
+    third = _encode_to(tmp_path / "c", read_series_headers(tmp_path / "ct"), maps, catalog)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in third]
     # A different model version makes different objects (no UID collisions in IDC).
     other = encode_labelmaps(
         volume,
@@ -291,9 +296,12 @@ def test_dciodvfy_and_dcmqi_accept_both_layouts_with_organs_on_the_right_side(
     assert np.linalg.norm(left - truth_left) < 8
 
 
-def test_empty_source_uids_are_refused(shared_data: Path, catalog: Catalog) -> None:
+@pytest.mark.parametrize("read", [read_series, read_series_headers])
+def test_empty_source_uids_are_refused(
+    shared_data: Path, catalog: Catalog, read: Callable[[Path], SourceSeries]
+) -> None:
     folder = next(shared_data.glob("totalsegmentator/**/example_ct_dicom"))
-    volume = read_series(folder)
+    volume = read(folder)
     array = np.zeros(volume.shape, dtype=np.uint8)
     array[5:10, 200:260, 200:260] = 5
     labelmap = TaskLabelMap("cads", "551", array, {5: "liver"})
@@ -302,12 +310,13 @@ def test_empty_source_uids_are_refused(shared_data: Path, catalog: Catalog) -> N
     assert info.value.reason == "empty-uids"
 
 
+@pytest.mark.parametrize("read", [read_series, read_series_headers])
 def test_empty_specific_character_set_is_sanitised_not_copied(
-    tmp_path: Path, shared_data: Path, catalog: Catalog
+    tmp_path: Path, shared_data: Path, catalog: Catalog, read: Callable[[Path], SourceSeries]
 ) -> None:
     """The dcmqi CT has an empty SpecificCharacterSet that highdicom refuses as is."""
     folder = shared_data / "dcmqi" / "data" / "segmentations" / "ct-3slice"
-    volume = read_series(folder)
+    volume = read(folder)
     assert any(
         "SpecificCharacterSet" in pydicom.dcmread(f, stop_before_pixels=True)
         and not pydicom.dcmread(f, stop_before_pixels=True).SpecificCharacterSet

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from omas_idc.errors import SeriesGeometryError, UnsupportedSeriesError
-from omas_idc.read import list_series, read_series
+from omas_idc.read import list_series, read_series, read_series_headers
 from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.volume import CTVolume
 
@@ -217,3 +217,37 @@ def test_header_fields_are_copied_from_the_files(tmp_path: Path) -> None:
     assert volume.header.patient_id == "PHANTOM-0"
     assert {r.sop_class_uid for r in volume.source_refs} == {"1.2.840.10008.5.1.4.1.1.2"}
     assert all(r.frame_number is None for r in volume.source_refs)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{}, {"gantry_tilt_degrees": 12.5}, {"patient_position": "FFS", "orientation": "coronal"}],
+    ids=_id,
+)
+def test_a_header_read_places_the_series_like_the_full_read(
+    tmp_path: Path, option: dict[str, object]
+) -> None:
+    """The encoder's read: the same grid, references and header, and no pixels at all."""
+    _phantom(tmp_path, **option)
+    volume = read_series(tmp_path / "series")
+    headers = read_series_headers(tmp_path / "series")
+    assert headers.shape == volume.shape
+    np.testing.assert_array_equal(headers.geometry.affine, volume.geometry.affine)
+    np.testing.assert_array_equal(headers.geometry.slice_positions, volume.geometry.slice_positions)
+    assert headers.source_refs == volume.source_refs
+    assert headers.header == volume.header
+    assert headers.files == volume.files
+    assert headers.warnings == volume.warnings
+    assert not hasattr(headers, "hu")
+    assert [str(ds.SOPInstanceUID) for ds in headers.datasets] == [
+        r.sop_instance_uid for r in volume.source_refs
+    ]
+    assert all("PixelData" not in ds for ds in headers.datasets)
+
+
+def test_a_header_read_refuses_what_the_full_read_refuses(tmp_path: Path) -> None:
+    phantom = _phantom(tmp_path, missing_slice=7)
+    with pytest.raises(SeriesGeometryError, match="missing") as err:
+        read_series_headers(tmp_path / "series")
+    assert err.value.reason == "gap"
+    assert err.value.series_instance_uid == phantom.series_instance_uid
