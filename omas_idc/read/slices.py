@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from omas_idc.errors import SeriesGeometryError
@@ -85,12 +87,32 @@ def float_tuple(value: object, n: int, what: str, where: str, series_uid: str) -
     return values
 
 
+def decimals(ds: Dataset, keyword: str) -> object:
+    """The value of a DS attribute: a list of floats, or what pydicom makes of it.
+
+    Reading a series converts the same few decimal strings in every file; parsing them
+    straight from the file's bytes (DS is ASCII in every character set, PS3.5 6.2) avoids
+    pydicom's per-value objects. Anything that is not plain numbers (empty, padded with NULs,
+    already converted) takes pydicom's conversion, so the result never depends on the path.
+    """
+    tag = tag_for_keyword(keyword)
+    element = ds.get_item(tag) if tag is not None else None
+    if isinstance(element, RawDataElement) and element.value:
+        try:
+            return [float(v) for v in element.value.split(b"\\")]
+        except ValueError:
+            pass
+    return ds.get(keyword)
+
+
 def optional_float(ds: Dataset, keyword: str) -> float | None:
     """A numeric attribute, or None where absent or empty."""
-    value = ds.get(keyword)
+    value = decimals(ds, keyword)
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
     if value is None or value == "":
         return None
-    return float(value)
+    return float(value)  # type: ignore[arg-type]
 
 
 def image_type_of(value: object) -> tuple[str, ...]:
@@ -111,13 +133,13 @@ def _single_frame(f: DicomFile) -> SliceRecord:
         file=f,
         frame_index=None,
         orientation=float_tuple(  # type: ignore[arg-type]
-            ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", f.path, uid
+            decimals(ds, "ImageOrientationPatient"), 6, "ImageOrientationPatient", f.path, uid
         ),
         position=float_tuple(  # type: ignore[arg-type]
-            ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", f.path, uid
+            decimals(ds, "ImagePositionPatient"), 3, "ImagePositionPatient", f.path, uid
         ),
         pixel_spacing=float_tuple(  # type: ignore[arg-type]
-            ds.get("PixelSpacing"), 2, "PixelSpacing", f.path, uid
+            decimals(ds, "PixelSpacing"), 2, "PixelSpacing", f.path, uid
         ),
         rows=int(ds.Rows),
         columns=int(ds.Columns),
