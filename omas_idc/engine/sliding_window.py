@@ -1,8 +1,15 @@
 """nnU-Net's sliding window: tile positions, Gaussian importance, padding, accumulation.
 
 The arithmetic follows ``nnunetv2.inference.sliding_window_prediction`` exactly (same steps,
-same Gaussian rounded to float16, same zero padding of small images); accumulation is in float32
-(nnU-Net accumulates in float16).
+same Gaussian rounded to float16, same zero padding of small images, split as ``pad_nd_image``
+splits it). One deliberate difference: the Gaussian-weighted logits and the weights are summed
+in float32, where nnU-Net's predictor sums them in float16. Towards a tile's faces the
+Gaussian's float16 weights are subnormal (6e-8 in the corners), so nnU-Net's sums there keep
+only a few significant bits and its logits can be off by as much as 0.5 where a single tile
+covers the image's faces; the low-index faces most, as the Gaussian peaks at ``size // 2``, one
+voxel nearer the high face. Where a network's logits are close, e.g. in the air around the
+patient, its labels flip on those faces. Summed in float32 as here, nnU-Net's predictor gives
+the same label maps voxel for voxel (tests/engine/test_engine_parity.py).
 """
 
 from __future__ import annotations
