@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = (12, 64, 64) if args.quick else (300, 512, 512)
     repeats = args.repeats or (1 if args.quick else 3)
     rows = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="omas-read-bench-") as tmp:
         root = Path(tmp)
         series_root = args.workdir or root
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{syntax:9s} {name:10s} {seconds:8.3f} s (CPU {cpu:7.3f} s)   "
                     f"ratio {name}/omas-idc = {ratio:.2f}"
                 )
+    load_after = os.getloadavg()[0]
+    print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
     size = "x".join(str(v) for v in shape[::-1])
     cpus = os.cpu_count()
     section = [
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python benchmarks/read.py{' --quick' if args.quick else ''}`: phantom {size} "
         f"(x*y*z), best of {repeats}, {cpus} CPUs, Python {platform.python_version()}, "
-        f"{platform.machine()}. omas-idc reads into memory (int16 HU, geometry); dcm2niix "
+        f"{platform.machine()}, load average {load_before:.2f} before and {load_after:.2f} "
+        "after the run. omas-idc reads into memory (int16 HU, geometry); dcm2niix "
         "converts to an uncompressed NIfTI; SimpleITK reads into memory. Ratio = peer time / "
         "omas-idc time (above 1: omas-idc is faster). CPU = user + system time of the same "
         "run over all threads (CPU / seconds ~ cores kept busy).",
