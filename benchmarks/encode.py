@@ -26,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 REFERENCE = (
     Path(__file__).resolve().parents[2]
@@ -52,6 +50,10 @@ def _run(command: list[str]) -> tuple[float, float, str]:
 
 def _prepare(work: Path, shape: tuple[int, int, int], suffix: str) -> None:
     """Write the phantom series and the task label maps (NIfTI on its grid); describe them."""
+    # Imported here: the workers that are timed import only what `omas-idc encode` does.
+    import nibabel as nib
+    from scipy import ndimage
+
     from omas_idc.catalog import load_catalog
     from omas_idc.nifti import write_nifti
     from omas_idc.testing.phantom import PhantomOptions, make_phantom
