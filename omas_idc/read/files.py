@@ -201,11 +201,20 @@ def _read_header(path: Path) -> DicomFile | None:
 
 
 def scan_files(paths: Sequence[Path], *, workers: int | None = None) -> list[DicomFile]:
-    """Read the headers of ``paths`` in threads; non-DICOM and non-image files are dropped."""
+    """Read the headers of ``paths``; non-DICOM and non-image files are dropped.
+
+    ``workers`` threads read the headers (default: one). Parsing holds the GIL, so on files
+    the operating system has cached, more threads only add hand-offs (300 cached CT headers:
+    ~0.03 s slower with 2 threads on 2 CPUs); they help where reading waits on storage
+    (network file systems, cold disks).
+    """
     if not paths:
         return []
-    with ThreadPoolExecutor(max_workers=workers or min(16, os.cpu_count() or 1)) as pool:
-        headers = list(pool.map(_read_header, paths))
+    if (workers or 1) == 1:
+        headers = [_read_header(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            headers = list(pool.map(_read_header, paths))
     found = [h for h in headers if h is not None]
     logger.debug("%d of %d files are DICOM image objects", len(found), len(paths))
     return found

@@ -49,7 +49,8 @@ def list_series(source: Source, *, workers: int | None = None) -> list[SeriesFil
     source
         A folder (searched recursively) or a list of files.
     workers
-        Threads for reading headers.
+        Threads for reading headers (default: one; see
+        :func:`~omas_idc.read.files.scan_files`).
 
     Returns
     -------
@@ -190,7 +191,9 @@ def read_series(
         Carry gantry tilt in a sheared affine (default). ``False`` refuses tilted series
         with ``SeriesGeometryError(reason="tilt")``.
     workers
-        Threads for reading headers and decoding pixels (default: the number of CPUs).
+        Threads for reading headers and decoding pixels. Default: headers in one thread
+        (parsing holds the GIL; see :func:`~omas_idc.read.files.scan_files`), pixels in one
+        thread per CPU (the decoders release it).
 
     Returns
     -------
