@@ -112,6 +112,25 @@ def _check_grid(volume: SourceSeries, array: npt.NDArray[np.generic], task: str)
         )
 
 
+def _checked_layout(
+    volume: SourceSeries, labelmap: TaskLabelMap, catalog: Catalog, series_uid: str
+) -> tuple[dict[int, Structure], LabelLayout]:
+    """The task's label -> structure table and where its labels lie, after checking that the
+    map is on the source grid and holds no value its label table does not name."""
+    _check_grid(volume, labelmap.array, labelmap.task)
+    structures = _resolve(catalog, labelmap, series_uid)
+    layout = label_layout(labelmap.array)
+    unknown = sorted(set(layout.labels) - set(structures))
+    if unknown:
+        raise EncodingError(
+            f"task {labelmap.task} label map holds values {unknown} that its label table "
+            "does not name",
+            series_instance_uid=series_uid,
+            reason="unnamed-label",
+        )
+    return structures, layout
+
+
 def _finish(
     seg: hd.seg.Segmentation,
     provenance: Provenance,
@@ -246,18 +265,8 @@ def encode_labelmaps(
     template_built = False
     results: list[EncodedSeg] = []
     for labelmap in labelmaps:
-        _check_grid(volume, labelmap.array, labelmap.task)
-        structures = _resolve(catalog, labelmap, series_uid)
-        layout = label_layout(labelmap.array)
+        structures, layout = _checked_layout(volume, labelmap, catalog, series_uid)
         present = [v for v in layout.labels if v in structures]
-        unknown = sorted(set(layout.labels) - set(structures))
-        if unknown:
-            raise EncodingError(
-                f"task {labelmap.task} label map holds values {unknown} that its label table "
-                "does not name",
-                series_instance_uid=series_uid,
-                reason="unnamed-label",
-            )
         if not present:
             logger.info(
                 "series %s task %s: no structure present, no SEG", series_uid, labelmap.task
@@ -382,17 +391,8 @@ def encode_binary(
     members: list[tuple[Structure, TaskLabelMap, int]] = []
     layouts: dict[int, LabelLayout] = {}
     for labelmap in labelmaps:
-        _check_grid(volume, labelmap.array, labelmap.task)
-        structures = _resolve(catalog, labelmap, series_uid)
-        layout = layouts[id(labelmap)] = label_layout(labelmap.array)
-        unknown = sorted(set(layout.labels) - set(structures))
-        if unknown:
-            raise EncodingError(
-                f"task {labelmap.task} label map holds values {unknown} that its label table "
-                "does not name",
-                series_instance_uid=series_uid,
-                reason="unnamed-label",
-            )
+        structures, layout = _checked_layout(volume, labelmap, catalog, series_uid)
+        layouts[id(labelmap)] = layout
         members.extend((structures[v], labelmap, v) for v in layout.labels)
     if not members:
         return None
