@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from nnunet_reference import (
     dice,
-    float32_accumulators,
     nnunet_predictor,
     volume_from_array,
     volume_from_phantom,
 )
 
 from omas_idc.engine.model import load_model
+from omas_idc.engine.nnunet_reference import float32_accumulators
 from omas_idc.engine.preprocessing import CanonicalOrientation
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig, _Job
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder

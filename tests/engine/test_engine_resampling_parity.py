@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnunet_reference import dice, float32_accumulators, nnunet_predictor, volume_from_phantom
+from nnunet_reference import dice, nnunet_predictor, volume_from_phantom
 
 from omas_idc.engine.model import load_model
+from omas_idc.engine.nnunet_reference import float32_accumulators
 from omas_idc.engine.preprocessing import CanonicalOrientation
 from omas_idc.engine.segmenter import Segmenter
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder

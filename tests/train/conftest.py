@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+
+from omas_idc.engine.nnunet_reference import (
+    float32_accumulators as float32_accumulators_of_nnunet,
+)
 
 if TYPE_CHECKING:
     from omas_idc.volume import CTVolume
@@ -53,44 +55,12 @@ def _nnunet_segment(
     orientation = CanonicalOrientation.of(volume.geometry)
     canonical = orientation.to_canonical(torch.from_numpy(volume.hu).float()).numpy()[None]
     properties = {"spacing": list(orientation.spacing)}
-    precision = _float32_accumulators() if float32_accumulators else contextlib.nullcontext()
+    precision = (
+        float32_accumulators_of_nnunet() if float32_accumulators else contextlib.nullcontext()
+    )
     with precision:
         labels = predictor.predict_single_npy_array(canonical, properties)
     return np.asarray(orientation.to_source(labels))
-
-
-class _TorchWithFloat32Accumulators:
-    """``torch`` as nnU-Net's predictor module sees it, with float32 instead of float16 zeros.
-
-    The module allocates exactly two float16 tensors, with ``torch.zeros``: the Gaussian-weighted
-    logit sums and the weight sums of the sliding window.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(torch, name)
-
-    @staticmethod
-    def zeros(*size: Any, dtype: Any = None, **kwargs: Any) -> Any:
-        if dtype == torch.float16:
-            dtype = torch.float32
-        return torch.zeros(*size, dtype=dtype, **kwargs)
-
-
-@contextlib.contextmanager
-def _float32_accumulators() -> Iterator[None]:
-    """nnU-Net's predictor, unchanged except that it sums tile logits in float32.
-
-    nnU-Net's float16 sums round the weighted logits where the Gaussian's weights are float16
-    subnormals (a tile's faces and corners), which flips voxels with close logits at the
-    image's faces, the low-index ones most (tests/engine/nnunet_reference.py says more).
-    """
-    module = importlib.import_module("nnunetv2.inference.predict_from_raw_data")
-    # setattr: the untyped module does not declare its globals to mypy
-    setattr(module, "torch", _TorchWithFloat32Accumulators())  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(module, "torch", torch)  # noqa: B010
 
 
 def _nnunet_predictor_for(folder: Path, fold: str = "all") -> Any:
