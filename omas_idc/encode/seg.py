@@ -55,9 +55,9 @@ from omas_idc.encode.sources import SourceSeries, load_source_datasets
 from omas_idc.encode.template import (
     LazySegmentation,
     SegTemplate,
-    build_template,
     highdicom_segmentation,
     plane_slices,
+    series_template,
 )
 from omas_idc.errors import CatalogError, EncodingError
 from omas_idc.labelmap import TaskLabelMap
@@ -189,6 +189,7 @@ def _labelmap_segments(
 
 def _from_template(
     template: SegTemplate,
+    provenance: Provenance,
     *,
     segments: list[hd.seg.SegmentDescription],
     series_uid: str,
@@ -204,7 +205,7 @@ def _from_template(
     segments_overlap: str,
 ) -> hd.seg.Segmentation:
     """One SEG: the template's header with this SEG's segments, frames and pixels."""
-    ds = template.new_dataset()
+    ds = template.new_dataset(provenance)
     ds.SeriesInstanceUID = series_uid
     ds.SOPInstanceUID = instance_uid
     ds.file_meta.MediaStorageSOPInstanceUID = UID(instance_uid)
@@ -276,7 +277,7 @@ def encode_labelmaps(
             segment_description(v, structures[v], provenance, algorithm) for v in present
         ]
         if not template_built:
-            template = build_template(
+            template = series_template(
                 volume,
                 sources,
                 "LABELMAP",
@@ -290,6 +291,7 @@ def encode_labelmaps(
         if template is not None:
             seg = _labelmap_from_template(
                 template,
+                provenance,
                 labelmap.array.astype(dtype, copy=False),
                 layout,
                 descriptions,
@@ -329,6 +331,7 @@ def encode_labelmaps(
 
 def _labelmap_from_template(
     template: SegTemplate,
+    provenance: Provenance,
     array: npt.NDArray[np.unsignedinteger],
     layout: LabelLayout,
     descriptions: list[hd.seg.SegmentDescription],
@@ -341,6 +344,7 @@ def _labelmap_from_template(
     frame_slices = template.frame_order[np.isin(template.frame_order, labelled)]
     return _from_template(
         template,
+        provenance,
         segments=_labelmap_segments(descriptions),
         series_uid=series_uid,
         instance_uid=instance_uid,
@@ -403,7 +407,7 @@ def encode_binary(
         for number, (structure, _, _) in enumerate(members, start=1)
     ]
     series_number = series_number_for(volume.header.series_number, 0)
-    template = build_template(
+    template = series_template(
         volume,
         sources,
         "BINARY",
@@ -413,6 +417,7 @@ def encode_binary(
     if template is not None:
         seg = _binary_from_template(
             template,
+            provenance,
             members,
             layouts,
             descriptions,
@@ -437,6 +442,7 @@ def encode_binary(
 
 def _binary_from_template(
     template: SegTemplate,
+    provenance: Provenance,
     members: Sequence[tuple[Structure, TaskLabelMap, int]],
     layouts: Mapping[int, LabelLayout],
     descriptions: list[hd.seg.SegmentDescription],
@@ -470,6 +476,7 @@ def _binary_from_template(
     _, rows, columns = members[0][1].array.shape
     seg = _from_template(
         template,
+        provenance,
         segments=descriptions,
         series_uid=series_uid,
         instance_uid=instance_uid,

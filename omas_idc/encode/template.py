@@ -11,12 +11,18 @@ once as bytes, with only the dimension index values and segment number patched i
 (:meth:`SegTemplate.functional_groups`). The result is what highdicom writes for the same
 input (``tests/encode/test_fast_path.py`` compares both), at a fraction of the cost: no
 per-frame Python datasets, no full-volume checks that the TaskLabelMap contract makes moot.
+
+The template is kept with its series object (:func:`series_template`), so the SEGs of every
+model of a series (CADS and TotalSegmentator outputs, released annotations) share it; the
+values that name a SEG's maker are set per SEG (:func:`equipment`), and
+``tests/encode/test_write.py`` shows a second model's SEGs equal those of a fresh template.
 """
 
 from __future__ import annotations
 
 import copy
 import struct
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +42,14 @@ from omas_idc.encode.provenance import Provenance
 from omas_idc.encode.sources import SourceSeries
 from omas_idc.errors import EncodingError
 
-__all__ = ["SegTemplate", "build_template", "highdicom_segmentation", "plane_slices"]
+__all__ = [
+    "SegTemplate",
+    "build_template",
+    "equipment",
+    "highdicom_segmentation",
+    "plane_slices",
+    "series_template",
+]
 
 _PER_FRAME = Tag(0x52009230)
 _SHARED = Tag(0x52009229)
@@ -90,6 +103,19 @@ class LazySegmentation(hd.seg.Segmentation):
         return super().__getattr__(name)
 
 
+def equipment(provenance: Provenance) -> dict[str, str]:
+    """The header values that name who made a SEG: the same in every SEG of one provenance."""
+    return {
+        "Manufacturer": provenance.manufacturer,
+        "ManufacturerModelName": f"omas-idc {provenance.model}"[:64],
+        "SoftwareVersions": provenance.omas_idc_version,
+        "DeviceSerialNumber": "0",
+        "ContentCreatorName": provenance.content_creator_name,
+        "ContentLabel": "SEGMENTATION",
+        "ContentDescription": f"{provenance.name} {provenance.model_version}"[:64],
+    }
+
+
 def highdicom_segmentation(
     sources: Sequence[Dataset],
     pixel_array: npt.NDArray[np.generic],
@@ -103,6 +129,7 @@ def highdicom_segmentation(
     volume: SourceSeries,
 ) -> hd.seg.Segmentation:
     """highdicom's own Segmentation of ``pixel_array`` with our header values."""
+    made_by = equipment(provenance)
     try:
         return hd.seg.Segmentation(
             source_images=sources,
@@ -113,13 +140,13 @@ def highdicom_segmentation(
             series_number=series_number,
             sop_instance_uid=instance_uid,
             instance_number=1,
-            manufacturer=provenance.manufacturer,
-            manufacturer_model_name=f"omas-idc {provenance.model}"[:64],
-            software_versions=provenance.omas_idc_version,
-            device_serial_number="0",
-            content_creator_name=provenance.content_creator_name,
-            content_label="SEGMENTATION",
-            content_description=f"{provenance.name} {provenance.model_version}"[:64],
+            manufacturer=made_by["Manufacturer"],
+            manufacturer_model_name=made_by["ManufacturerModelName"],
+            software_versions=made_by["SoftwareVersions"],
+            device_serial_number=made_by["DeviceSerialNumber"],
+            content_creator_name=made_by["ContentCreatorName"],
+            content_label=made_by["ContentLabel"],
+            content_description=made_by["ContentDescription"],
             transfer_syntax_uid=transfer_syntax,
             omit_empty_frames=True,
         )
@@ -283,11 +310,42 @@ class SegTemplate:
         )
         return "3D" if spacing is not None and spacing > 0.0 else None
 
-    def new_dataset(self) -> Dataset:
-        """A fresh copy of the header (file meta included) for one SEG."""
+    def new_dataset(self, provenance: Provenance) -> Dataset:
+        """A fresh copy of the header (file meta included) for one SEG made by ``provenance``.
+
+        The template may have been built for another provenance of the same series (another
+        model's SEGs): the values that name the maker are set here (:func:`equipment`); UIDs,
+        dates and times are set per SEG by the caller.
+        """
         dataset = copy.deepcopy(self.header)
         dataset.file_meta = copy.deepcopy(self.header.file_meta)
+        for keyword, value in equipment(provenance).items():
+            setattr(dataset, keyword, value)
         return dataset
+
+
+# Templates by source series and layout. A template depends on the source headers only (the
+# values naming its maker are set per SEG), so the SEGs of every model of one series share it;
+# series objects are immutable, and an entry goes when its series object does.
+_TEMPLATES: weakref.WeakKeyDictionary[SourceSeries, dict[str, SegTemplate | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def series_template(
+    volume: SourceSeries,
+    sources: Sequence[Dataset],
+    segmentation_type: str,
+    description: hd.seg.SegmentDescription,
+    provenance: Provenance,
+) -> SegTemplate | None:
+    """:func:`build_template`, once per series object and segmentation type."""
+    known = _TEMPLATES.setdefault(volume, {})
+    if segmentation_type not in known:
+        known[segmentation_type] = build_template(
+            volume, sources, segmentation_type, description, provenance
+        )
+    return known[segmentation_type]
 
 
 def build_template(

@@ -2,17 +2,61 @@
 
 A reader (or a resumed run) never sees a half-written file: either the previous file or the
 complete new one is at the final path.
+
+A BINARY SEG of a whole-body series holds a few hundred MB of native Pixel Data; pydicom
+writes every element through an in-memory buffer first (two copies of it). Native Pixel Data
+in Explicit VR Little Endian, the last element of the dataset, is therefore written here
+straight from its value, with the element header pydicom would write (PS3.5 7.1.2): the file
+is byte for byte what ``Dataset.save_as`` writes (tests/encode/test_write.py).
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.uid import ExplicitVRLittleEndian
 
 __all__ = ["write_dataset"]
+
+_PIXEL_DATA = Tag(0x7FE00010)
+
+
+def _native_pixel_data(dataset: Dataset) -> tuple[str, bytes] | None:
+    """VR and value of Pixel Data that can be written straight, else ``None``."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") != ExplicitVRLittleEndian:
+        return None
+    if _PIXEL_DATA not in dataset or max(dataset.keys()) != _PIXEL_DATA:
+        return None
+    element = dataset[_PIXEL_DATA]
+    if element.VR not in ("OB", "OW") or not isinstance(element.value, bytes):
+        return None
+    return element.VR, element.value
+
+
+def _save(dataset: Dataset, stream: BinaryIO) -> None:
+    pixel_data = _native_pixel_data(dataset)
+    if pixel_data is None:
+        dataset.save_as(stream, enforce_file_format=True)
+        return
+    vr, value = pixel_data
+    element = dataset[_PIXEL_DATA]
+    del dataset[_PIXEL_DATA]
+    try:
+        dataset.save_as(stream, enforce_file_format=True)
+    finally:
+        dataset[_PIXEL_DATA] = element
+    padding = len(value) % 2
+    stream.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr.encode(), 0, len(value) + padding))
+    stream.write(value)
+    if padding:
+        stream.write(b"\x00")
 
 
 def write_dataset(dataset: Dataset, path: str | Path) -> Path:
@@ -22,7 +66,7 @@ def write_dataset(dataset: Dataset, path: str | Path) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            dataset.save_as(stream, enforce_file_format=True)
+            _save(dataset, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)
