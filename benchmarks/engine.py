@@ -181,52 +181,6 @@ def _ours(work: Path, fast: bool) -> None:
     (work / f"{tag}.json").write_text(json.dumps({"compute_s": elapsed}))
 
 
-def _nnunet_predictor(folder: Path) -> Any:
-    """nnUNetPredictor initialised like initialize_from_trained_model_folder, without the
-    trainer-class lookup (it imports every trainer, some needing timm, not installed here)."""
-    import torch
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    dataset_json = load_json(str(folder / "dataset.json"))
-    plans = PlansManager(load_json(str(folder / "plans.json")))
-    checkpoint = torch.load(
-        folder / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False
-    )
-    config = plans.get_configuration(checkpoint["init_args"]["configuration"])
-    network = get_network_from_plans(
-        config.network_arch_class_name,
-        config.network_arch_init_kwargs,
-        config.network_arch_init_kwargs_req_import,
-        determine_num_input_channels(plans, config, dataset_json),
-        plans.get_label_manager(dataset_json).num_segmentation_heads,
-        allow_init=False,
-        deep_supervision=False,
-    )
-    network.load_state_dict(checkpoint["network_weights"])
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=False,
-        perform_everything_on_device=False,
-        device=torch.device("cpu"),
-        allow_tqdm=False,
-    )
-    predictor.manual_initialization(
-        network,
-        plans,
-        config,
-        [checkpoint["network_weights"]],
-        dataset_json,
-        checkpoint["trainer_name"],
-        None,
-    )
-    return predictor
-
-
 def _nnunet(work: Path) -> None:
     import contextlib
     import io
@@ -234,6 +188,7 @@ def _nnunet(work: Path) -> None:
     import numpy as np
     import torch
 
+    from omas_idc.engine.nnunet_reference import nnunet_predictor
     from omas_idc.engine.preprocessing import CanonicalOrientation
 
     volume = _load_volume(work)
@@ -247,7 +202,7 @@ def _nnunet(work: Path) -> None:
         folder = (
             work / "models" / task["dataset"] / f"{task['trainer']}__{task['plans']}__3d_fullres"
         )
-        predictor = _nnunet_predictor(folder)
+        predictor = nnunet_predictor(folder)
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints
             labels = predictor.predict_single_npy_array(canonical, properties)
         np.save(work / f"nnunet_{task['id']}.npy", orientation.to_source(labels))

@@ -275,24 +275,17 @@ def main() -> int:
         if args.skip_nnunet or time.perf_counter() - start > args.budget_s:
             stamp("nnU-Net skipped")
             return 0
-        import sys
-
         import numpy as np
 
+        from omas_idc.engine.nnunet_reference import nnunet_predictor
         from omas_idc.engine.preprocessing import CanonicalOrientation
-
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from engine import _nnunet_predictor  # the CPU benchmark's timm-free initialisation
 
         folder = (
             root
             / tasks[0]["dataset"]
             / "nnUNetTrainerNoMirroring__nnUNetResEncUNetLPlans__3d_fullres"
         )
-        predictor = _nnunet_predictor(folder)
-        predictor.device = torch.device(args.device)
-        predictor.perform_everything_on_device = cuda
-        predictor.network.to(predictor.device)
+        predictor = nnunet_predictor(folder, device=args.device)
         orientation = CanonicalOrientation.of(volumes[0].geometry)
         canonical = orientation.to_canonical(torch.from_numpy(volumes[0].hu)).numpy()[None]
         properties = {"spacing": list(orientation.spacing)}

@@ -1,18 +1,83 @@
-"""nnU-Net's own predictor as the engine's reference, without its float16 sums (test-only).
+"""nnU-Net's own predictor as the engine's reference (tests and benchmarks).
 
-nnunetv2 is a test-only dependency of omas-idc: this module imports it on use.
+:func:`nnunet_predictor` makes nnU-Net's ``nnUNetPredictor`` for a result folder;
+:func:`float32_accumulators` removes its float16 sums. nnunetv2 is a test-only dependency of
+omas-idc: this module imports it on use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["float32_accumulators"]
+__all__ = ["float32_accumulators", "nnunet_predictor"]
+
+
+def nnunet_predictor(
+    folder: str | Path,
+    folds: Sequence[str] = ("all",),
+    *,
+    mirroring: bool = False,
+    tile_step_size: float = 0.5,
+    device: str | torch.device = "cpu",
+) -> Any:
+    """nnU-Net's own ``nnUNetPredictor`` for a result folder, initialised from its files.
+
+    As ``initialize_from_trained_model_folder`` does, but through ``manual_initialization``:
+    nnU-Net's trainer-class lookup imports every trainer module, including the Primus ones that
+    need timm (and torchvision), which omas-idc does not install. On CUDA the whole prediction
+    stays on the device, as nnU-Net's default there.
+    """
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = Path(folder)
+    target = torch.device(device)
+    dataset_json = load_json(str(folder / "dataset.json"))
+    plans = PlansManager(load_json(str(folder / "plans.json")))
+    parameters = []
+    for fold in folds:
+        checkpoint = torch.load(
+            folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False
+        )
+        parameters.append(checkpoint["network_weights"])
+    config = plans.get_configuration(checkpoint["init_args"]["configuration"])
+    network = get_network_from_plans(
+        config.network_arch_class_name,
+        config.network_arch_init_kwargs,
+        config.network_arch_init_kwargs_req_import,
+        determine_num_input_channels(plans, config, dataset_json),
+        plans.get_label_manager(dataset_json).num_segmentation_heads,
+        allow_init=False,
+        deep_supervision=False,
+    )
+    network.load_state_dict(parameters[0])
+    predictor = nnUNetPredictor(
+        tile_step_size=tile_step_size,
+        use_gaussian=True,
+        use_mirroring=mirroring,
+        perform_everything_on_device=target.type == "cuda",
+        device=target,
+        allow_tqdm=False,
+    )
+    predictor.manual_initialization(
+        network,
+        plans,
+        config,
+        parameters,
+        dataset_json,
+        checkpoint["trainer_name"],
+        checkpoint.get("inference_allowed_mirroring_axes"),
+    )
+    return predictor
 
 
 class _TorchWithFloat32Accumulators:

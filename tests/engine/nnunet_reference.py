@@ -34,50 +34,11 @@ def volume_from_array(hu: np.ndarray, geometry: VolumeGeometry) -> CTVolume:
 def nnunet_predictor(
     folder: Path, folds: tuple[str, ...], mirroring: bool = False, tile_step_size: float = 0.5
 ):  # type: ignore[no-untyped-def]
-    """nnU-Net's own nnUNetPredictor for a result folder.
+    """nnU-Net's own nnUNetPredictor for a result folder, on the CPU."""
+    pytest.importorskip("nnunetv2.inference.predict_from_raw_data")
+    from omas_idc.engine.nnunet_reference import nnunet_predictor as make
 
-    Initialised like ``initialize_from_trained_model_folder`` but through
-    ``manual_initialization``: nnU-Net's trainer-class lookup imports every trainer module,
-    including the Primus ones that need timm (and torchvision), which we do not install.
-    """
-    nnunet = pytest.importorskip("nnunetv2.inference.predict_from_raw_data")
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    dataset_json = load_json(str(folder / "dataset.json"))
-    plans = PlansManager(load_json(str(folder / "plans.json")))
-    parameters = []
-    for fold in folds:
-        checkpoint = torch.load(
-            folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False
-        )
-        parameters.append(checkpoint["network_weights"])
-        trainer = checkpoint["trainer_name"]
-        configuration = checkpoint["init_args"]["configuration"]
-        axes = checkpoint.get("inference_allowed_mirroring_axes")
-    config = plans.get_configuration(configuration)
-    network = get_network_from_plans(
-        config.network_arch_class_name,
-        config.network_arch_init_kwargs,
-        config.network_arch_init_kwargs_req_import,
-        determine_num_input_channels(plans, config, dataset_json),
-        plans.get_label_manager(dataset_json).num_segmentation_heads,
-        allow_init=False,
-        deep_supervision=False,
-    )
-    network.load_state_dict(parameters[0])
-    predictor = nnunet.nnUNetPredictor(
-        tile_step_size=tile_step_size,
-        use_gaussian=True,
-        use_mirroring=mirroring,
-        perform_everything_on_device=False,
-        device=torch.device("cpu"),
-        allow_tqdm=False,
-    )
-    predictor.manual_initialization(network, plans, config, parameters, dataset_json, trainer, axes)
-    return predictor
+    return make(folder, folds, mirroring=mirroring, tile_step_size=tile_step_size)
 
 
 def dice(a: np.ndarray, b: np.ndarray, label: int) -> float:

@@ -64,49 +64,8 @@ def _nnunet_segment(
 
 
 def _nnunet_predictor_for(folder: Path, fold: str = "all") -> Any:
-    """nnU-Net's own ``nnUNetPredictor`` for a result folder, initialised from its files.
+    """nnU-Net's own ``nnUNetPredictor`` for a result folder, on the CPU."""
+    pytest.importorskip("nnunetv2.inference.predict_from_raw_data")
+    from omas_idc.engine.nnunet_reference import nnunet_predictor
 
-    As ``initialize_from_trained_model_folder`` does, but through ``manual_initialization``:
-    nnU-Net's trainer-class lookup imports every trainer module, including ones that need
-    timm (and torchvision), which we do not install.
-    """
-    nnunet = pytest.importorskip("nnunetv2.inference.predict_from_raw_data")
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    dataset_json = load_json(str(folder / "dataset.json"))
-    plans = PlansManager(load_json(str(folder / "plans.json")))
-    checkpoint = torch.load(
-        folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False
-    )
-    config = plans.get_configuration(checkpoint["init_args"]["configuration"])
-    network = get_network_from_plans(
-        config.network_arch_class_name,
-        config.network_arch_init_kwargs,
-        config.network_arch_init_kwargs_req_import,
-        determine_num_input_channels(plans, config, dataset_json),
-        plans.get_label_manager(dataset_json).num_segmentation_heads,
-        allow_init=False,
-        deep_supervision=False,
-    )
-    network.load_state_dict(checkpoint["network_weights"])
-    predictor = nnunet.nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=False,
-        perform_everything_on_device=False,
-        device=torch.device("cpu"),
-        allow_tqdm=False,
-    )
-    predictor.manual_initialization(
-        network,
-        plans,
-        config,
-        [checkpoint["network_weights"]],
-        dataset_json,
-        checkpoint["trainer_name"],
-        checkpoint.get("inference_allowed_mirroring_axes"),
-    )
-    return predictor
+    return nnunet_predictor(folder, (fold,))
