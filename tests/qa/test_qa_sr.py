@@ -184,3 +184,26 @@ def test_full_binary_seg_sr_passes_pixelmed(
     )
     assert len(qa.present) > 20  # organs, lobes, vertebrae, aorta: one group each
     assert _pixelmed_errors(path) == []
+
+
+@pytest.mark.slow
+def test_full_labelmap_seg_sr_passes_pixelmed(
+    series: tuple, catalog: Catalog, tmp_path: Path
+) -> None:
+    """PixelMed's TID 1500 validator on the whole report of the default (LABELMAP) layout.
+
+    Every structure's group references its task's Label Map Segmentation (66.7); PixelMed
+    checks the content tree (TID 1411 per group, the segment references included) as written.
+    """
+    volume, qa, segs, _, _ = series
+    path = write_dataset(encode_sr(volume, qa, segs, catalog, PROVENANCE), tmp_path / "sr.dcm")
+    report = pydicom.dcmread(path)
+    referenced = {
+        str(item.ReferencedSOPClassUID)
+        for study in report.CurrentRequestedProcedureEvidenceSequence
+        for series_item in study.ReferencedSeriesSequence
+        for item in series_item.ReferencedSOPSequence
+    }
+    assert referenced >= {validators.LABEL_MAP_SEGMENTATION_STORAGE}
+    assert len(qa.present) > 20
+    assert _pixelmed_errors(path) == []
