@@ -10,6 +10,9 @@ which rule a row breaks:
 ``outside-part16``
     A type code outside Part 16 names the reference mapping that gives it with the same
     meaning (checked where the reference folder is given); other codes must be in Part 16.
+``cid7151``
+    A type code that Part 16 has is a member of CID 7151 (Segmentation Property Types), or its
+    row is on :data:`OUTSIDE_CID7151` with this code and the reason CID 7151 cannot serve.
 ``category``
     Categories are members of CID 7150; modifiers of CID 244 (laterality).
 ``laterality``
@@ -44,6 +47,7 @@ from omas_idc.catalog.model import CODE_FIELDS, Code, Structure
 
 __all__ = [
     "CADS_TASK_SIZES",
+    "OUTSIDE_CID7151",
     "TOTALSEG_TOTAL_SIZE",
     "Issue",
     "ValidationReport",
@@ -73,6 +77,72 @@ REFERENCE_FILES = {
 }
 MIN_DELTA_E = 10.0
 
+#: The rows whose type code is in Part 16 but not in CID 7151, each with that code and why
+#: CID 7151 (as pydicom 3.0's Part 16 has it) holds no concept for the structure. Any other
+#: row with a Part 16 type outside CID 7151 breaks the ``cid7151`` rule.
+OUTSIDE_CID7151: dict[str, tuple[str, str]] = {
+    "spinal_canal": (
+        "61853006",
+        "CID 7151 has no spinal or vertebral canal ('Spinal cord' 2748008 is the cord alone); "
+        "Part 16 has 61853006 in CID 6115 and 8134 only, not in CID 7153 where the CADS "
+        "Slicer terminology puts it. Code from the CADS and IDC mappings.",
+    ),
+    "buccal_mucosa": (
+        "16811007",
+        "CID 7151 has only 'Cheek' 60819002, the whole cheek, not its mucosa (the organ at "
+        "risk); 16811007 is Part 16's CID 7601 head and neck site. Code from the CADS and IDC "
+        "mappings.",
+    ),
+    "oral_cavity": (
+        "74262004",
+        "CID 7151 has only 'Mouth' 123851003 (mouth region, lips included), wider than the "
+        "oral cavity organ at risk; 74262004 is Part 16's CID 7601 head and neck site. Code "
+        "from the CADS and IDC mappings.",
+    ),
+    "lacrimal_gland_left": (
+        "13561001",
+        "CID 7151 has the lacrimal artery and bone but no lacrimal gland; 13561001 is Part "
+        "16's CID 4209 ophthalmic structure. Code from the CADS mapping (notes: CADS-IDC "
+        "disagreement).",
+    ),
+    "lacrimal_gland_right": (
+        "13561001",
+        "CID 7151 has the lacrimal artery and bone but no lacrimal gland; 13561001 is Part "
+        "16's CID 4209 ophthalmic structure. Code from the CADS mapping (notes: CADS-IDC "
+        "disagreement).",
+    ),
+    "glottis": (
+        "1307006",
+        "CID 7151 has only the whole 'Larynx' 4596009 (the larynx row), no laryngeal "
+        "subsite; 1307006 is Part 16's CID 7601 head and neck site. Code from the CADS and "
+        "IDC mappings.",
+    ),
+    "supraglottis": (
+        "119255006",
+        "CID 7151 has only the whole 'Larynx' 4596009 (the larynx row), no laryngeal "
+        "subsite; 119255006 is Part 16's CID 7601 head and neck site. Code from the CADS and "
+        "IDC mappings.",
+    ),
+    "optic_nerve_left": (
+        "18234004",
+        "CID 7151 has the optic chiasm, tract, radiation and canal and the generic 'Cranial "
+        "nerve' 25238003, not the optic nerve; 18234004 is Part 16's CID 7706 cranial nerve. "
+        "Code from the CADS and IDC mappings.",
+    ),
+    "optic_nerve_right": (
+        "18234004",
+        "CID 7151 has the optic chiasm, tract, radiation and canal and the generic 'Cranial "
+        "nerve' 25238003, not the optic nerve; 18234004 is Part 16's CID 7706 cranial nerve. "
+        "Code from the CADS and IDC mappings.",
+    ),
+    "breast_implant": (
+        "2282003",
+        "CID 7151 has only the generic 'Implant' 40388003 (which would need the breast as "
+        "anatomic region, as TotalSegmentator codes hip_implant); 2282003 is Part 16's "
+        "CID 6059 breast implant type. Code from the CADS and IDC mappings.",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -97,7 +167,8 @@ class ValidationReport:
     outside_part16
         Structures whose type is SNOMED CT outside Part 16, with their source.
     outside_cid7151
-        Structures whose type is in Part 16 but in no segmentation context group.
+        Structures whose type is in Part 16 but not in CID 7151 (allowed only on
+        :data:`OUTSIDE_CID7151`).
     sources_checked
         Whether the outside-Part-16 sources and the CADS labels were checked against the
         reference folder.
@@ -203,13 +274,9 @@ def _check_part16(s: Structure, issues: list[Issue], report: ValidationReport) -
                         f"({s.outside_part16_source}); clear outside_part16_source",
                     )
                 )
-            in_seg = any(
-                part16.is_segmentation_type_cid(cid)
-                for entry in part16.concepts(code.scheme, code.value)
-                for cid in entry.cids
-            )
-            if not in_seg:
+            if (code.scheme, code.value) not in part16.cid_members(7151):
                 report.outside_cid7151.append(s)
+                _check_outside_cid7151(s, issues)
     if (s.category.scheme, s.category.value) not in part16.cid_members(7150):
         issues.append(Issue(s.name, "category", f"category {s.category} is not in CID 7150"))
     laterality = part16.cid_members(244) | part16.cid_members(2)
@@ -217,6 +284,28 @@ def _check_part16(s: Structure, issues: list[Issue], report: ValidationReport) -
         code = getattr(s, field_name)
         if code is not None and (code.scheme, code.value) not in laterality:
             issues.append(Issue(s.name, "category", f"{field_name} {code} is not in CID 244/2"))
+
+
+def _check_outside_cid7151(s: Structure, issues: list[Issue]) -> None:
+    allowed = OUTSIDE_CID7151.get(s.name)
+    if allowed is None:
+        issues.append(
+            Issue(
+                s.name,
+                "cid7151",
+                f"type {s.type} is in Part 16 but not in CID 7151: use a CID 7151 concept, or "
+                "add the row to OUTSIDE_CID7151 with the reason CID 7151 has none",
+            )
+        )
+    elif allowed[0] != s.type.value:
+        issues.append(
+            Issue(
+                s.name,
+                "cid7151",
+                f"type {s.type} is not in CID 7151 and OUTSIDE_CID7151 allows this row only "
+                f"with type {allowed[0]}: use a CID 7151 concept, or update its entry and reason",
+            )
+        )
 
 
 def _name_side(name: str) -> str | None:
