@@ -107,7 +107,7 @@ def validate(
     _console.print(table)
     if report.outside_cid7151:
         names = ", ".join(s.name for s in report.outside_cid7151)
-        _console.print(f"In Part 16 but in no segmentation context group: {names}")
+        _console.print(f"Types outside CID 7151 (allowed, each with its reason): {names}")
     if not report.sources_checked:
         _console.print(
             "[yellow]sources not checked:[/] no reference folder (--reference-dir) found"
