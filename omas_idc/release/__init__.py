@@ -4,7 +4,8 @@ The stage behind ``omas-idc release-labels``: a manifest of cases
 (:mod:`~omas_idc.release.manifest`), per-dataset label tables
 (:mod:`~omas_idc.release.labeltables`), finding each case's DICOM series and putting its labels
 on that grid exactly (:mod:`~omas_idc.release.matching`), and encoding them with the status of
-every structure: annotated and present, annotated but absent, not annotated
+every structure: annotated and present, annotated but absent (only where the labels cover the
+whole series), not annotated (not in the dataset's table, or outside a cropped label map)
 (:mod:`~omas_idc.release.annotations`).
 """
 

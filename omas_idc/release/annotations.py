@@ -12,7 +12,12 @@ For each manifest case (:mod:`omas_idc.release.manifest`):
    structures the case annotated (``not-annotated-label``);
 4. each structure of the release's *universe* gets a status
    (:class:`~omas_idc.encode.annotation_sr.AnnotationStatus`): annotated and present,
-   annotated but absent, or not annotated;
+   annotated but absent, or not annotated. *Absent* is claimed only where the label map
+   covers the whole series: a label map cropped to part of the series
+   (:func:`~omas_idc.release.matching.annotated_region`) says nothing about the rest, so an
+   annotated structure without voxels in it may lie outside the crop and is reported *not
+   annotated* (with no label). Structures with voxels in the crop are present, with the
+   voxels there;
 5. the present structures are encoded in one SEG (BINARY by default, or one LABELMAP) whose
    segments carry the dataset's Segment Algorithm Type (PS3.3 C.8.20.2: MANUAL segments no
    algorithm identification; SEMIAUTOMATIC/AUTOMATIC ones the dataset's algorithm name and
@@ -68,6 +73,7 @@ from omas_idc.release.labeltables import AnnotatedDataset, DatasetRegistry
 from omas_idc.release.manifest import ManifestCase
 from omas_idc.release.matching import (
     SeriesIndex,
+    annotated_region,
     find_case_series,
     labels_on_grid,
     read_label_nifti,
@@ -126,6 +132,8 @@ class PreparedCase:
     """A case whose series is found and whose labels lie on its grid, ready to encode.
 
     ``annotated`` maps the label values the case annotated to their structures.
+    ``annotated_region`` is the box (z, y, x slices) of the series' grid that a cropped label
+    map covers, or ``None`` where it covers the whole series.
     """
 
     case: ManifestCase
@@ -134,6 +142,12 @@ class PreparedCase:
     labelmap: TaskLabelMap
     annotated: Mapping[int, Structure]
     match_method: str
+    annotated_region: tuple[slice, slice, slice] | None = None
+
+    @property
+    def covers_series(self) -> bool:
+        """Whether the label map covers the whole series (absence is then known)."""
+        return self.annotated_region is None
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,6 +275,13 @@ def prepare_case(
     volume = match.volume
     uid = volume.series_instance_uid
     on_grid = labels_on_grid(array, affine, volume.geometry, case.case_id, uid)
+    region: tuple[slice, slice, slice] | None = annotated_region(
+        array.shape, affine, volume.geometry
+    )
+    if region is not None and all(
+        (r.start, r.stop) == (0, n) for r, n in zip(region, volume.shape, strict=True)
+    ):
+        region = None
     values = {int(v) for v in np.unique(on_grid) if v}
     unknown = sorted(values - set(dataset.labels))
     if unknown:
@@ -291,13 +312,18 @@ def prepare_case(
         model_version=dataset.version,
     )
     logger.info(
-        "case %s: series %s (%s), %d labels on the grid",
+        "case %s: series %s (%s), %d labels on the grid%s",
         case.case_id,
         uid or "(empty UID)",
         match.method,
         len(values),
+        "" if region is None else f", annotated region (z, y, x) {_box_text(region)}",
     )
-    return PreparedCase(case, dataset, volume, labelmap, annotated, match.method)
+    return PreparedCase(case, dataset, volume, labelmap, annotated, match.method, region)
+
+
+def _box_text(region: tuple[slice, slice, slice]) -> str:
+    return " x ".join(f"{r.start}:{r.stop}" for r in region)
 
 
 def annotation_statuses(
@@ -305,8 +331,15 @@ def annotation_statuses(
     annotated: Mapping[int, Structure],
     universe: Sequence[Structure],
     voxel_volume_mm3: float,
+    *,
+    covers_series: bool = True,
 ) -> list[StructureStatus]:
     """The status of every structure of ``universe`` (plus annotated ones outside it).
+
+    An annotated structure with voxels is *present*. One without voxels is *absent* only
+    where the label map covers the whole series; where it was cropped to part of the series
+    the structure may lie outside the crop, so it is *not annotated* (label ``None``), never
+    claimed absent.
 
     Parameters
     ----------
@@ -318,6 +351,9 @@ def annotation_statuses(
         The release's structures, in report order.
     voxel_volume_mm3
         For the volumes of present structures.
+    covers_series
+        Whether the label map covers the whole series grid (``False`` for a cropped one:
+        :attr:`PreparedCase.covers_series`).
     """
     values, counts = np.unique(labelmap[labelmap != 0], return_counts=True)
     voxels = {int(v): int(c) for v, c in zip(values, counts, strict=True)}
@@ -328,6 +364,8 @@ def annotation_statuses(
     for structure in (*universe, *extra):
         label = label_of.get(structure.name)
         if label is None:
+            statuses.append(StructureStatus(structure, AnnotationStatus.NOT_ANNOTATED))
+        elif voxels.get(label, 0) == 0 and not covers_series:
             statuses.append(StructureStatus(structure, AnnotationStatus.NOT_ANNOTATED))
         elif voxels.get(label, 0) == 0:
             statuses.append(StructureStatus(structure, AnnotationStatus.ABSENT, label))
@@ -382,6 +420,7 @@ def encode_case(
         prepared.annotated,
         universe,
         volume.geometry.voxel_volume_mm3,
+        covers_series=prepared.covers_series,
     )
     if layout == "binary":
         seg = encode_binary(volume, [prepared.labelmap], catalog, provenance)

@@ -21,8 +21,10 @@ A label-tables folder holds ``datasets.toml`` and one CSV per dataset::
 ``label`` is the positive integer value in the dataset's NIfTI files, ``structure`` the catalog
 name (:meth:`omas_idc.catalog.Catalog.by_name`), ``source_name`` (optional) the dataset's own
 name, kept for the record. The table lists every structure the dataset annotated: a structure
-it lists but a case's labels lack is *annotated but absent*; one it does not list is *not
-annotated* (see :mod:`omas_idc.release.annotations`).
+it lists but a case's labels lack is *annotated but absent* where the case's label map covers
+the whole series, and *not annotated* where the label map is cropped to part of the series
+(the structure may lie outside the crop); one it does not list is *not annotated* (see
+:mod:`omas_idc.release.annotations`).
 
 Segment Algorithm Type (PS3.3 C.8.20.2): ``MANUAL`` segments carry no algorithm
 identification; ``SEMIAUTOMATIC`` (and ``AUTOMATIC``) ones carry the algorithm's name and

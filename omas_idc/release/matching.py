@@ -22,6 +22,8 @@ Where an image is given it is also checked against a series chosen by rules 1 an
 The labels are then moved onto the series' grid by axis permutations, flips and crops only
 (:func:`omas_idc.gridmatch.map_onto_grid`, 1e-3 mm); a grid that would need resampling is
 refused as ``grid-rotation``, ``grid-spacing``, ``grid-offset`` or ``grid-outside``.
+:func:`annotated_region` says which box of the series' grid a (cropped) label map covers:
+outside it nothing was annotated.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "SAMPLED_SLICES",
     "SeriesIndex",
     "SeriesMatch",
+    "annotated_region",
     "content_agrees",
     "find_case_series",
     "header_geometry",
@@ -334,3 +337,41 @@ def labels_on_grid(
             series_instance_uid=series_instance_uid or None,
             reason=f"grid-{err.reason}",
         ) from err
+
+
+def annotated_region(
+    shape_zyx: tuple[int, ...], affine: npt.NDArray[np.float64], geometry: VolumeGeometry
+) -> tuple[slice, slice, slice]:
+    """The box of the series' grid (z, y, x slices) that a label map's own grid covers.
+
+    A label map cropped to part of the series covers less than the whole grid; voxels
+    outside the box were never annotated (they are 0 on the grid only because nothing was
+    there to read). A label map padded beyond the series covers it all.
+
+    Parameters
+    ----------
+    shape_zyx
+        The label map's shape, in the (z, y, x) order of :func:`read_label_nifti`.
+    affine
+        Its LPS affine.
+    geometry
+        The series' grid.
+
+    Raises
+    ------
+    omas_idc.gridmatch.GridMismatch
+        Where the grids do not correspond (call :func:`labels_on_grid` first: it refuses
+        such label maps with a named reason).
+    """
+    mapping = find_grid_mapping(affine, shape_zyx, geometry)
+    source_xyz = (shape_zyx[2], shape_zyx[1], shape_zyx[0])
+    target_xyz = (geometry.shape[2], geometry.shape[1], geometry.shape[0])
+    box = []
+    for axis in range(3):
+        size = source_xyz[mapping.permutation[axis]]
+        offset = mapping.offset[axis]
+        low = offset - (size - 1) if mapping.signs[axis] < 0 else offset
+        start = min(max(low, 0), target_xyz[axis])
+        stop = max(min(low + size, target_xyz[axis]), start)
+        box.append(slice(start, stop))
+    return (box[2], box[1], box[0])

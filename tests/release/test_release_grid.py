@@ -66,6 +66,9 @@ def test_labels_in_every_convention_equal_the_truth_on_the_dicom_grid(
         expected[convention.crop] = truth[convention.crop]
     np.testing.assert_array_equal(prepared.labelmap.array, expected)
     assert prepared.labelmap.array.shape == prepared.volume.shape
+    # The covered box is known, so that statuses never claim absence outside a crop.
+    assert prepared.annotated_region == convention.crop
+    assert prepared.covers_series == (convention.crop is None)
 
 
 def test_a_coronal_feet_first_series_with_flipped_rows_maps_from_ras(
