@@ -8,7 +8,8 @@ qualitative evaluation named (AN0001, 99OMAS, "Annotation status") whose value i
 - (AN0100, 99OMAS, "Annotated and present"): the dataset annotated it and the case holds it;
 - (AN0101, 99OMAS, "Annotated but absent"): the dataset annotated it, the case has none of it
   (the structure is not in the field of view, or was removed);
-- (AN0102, 99OMAS, "Not annotated"): the dataset did not annotate it; nothing is known.
+- (AN0102, 99OMAS, "Not annotated"): the dataset did not annotate it, or it lies outside the
+  region a cropped label map covers; nothing is known.
 
 Structure (PS3.16 TID 1500 "Measurement Report"):
 

@@ -3,7 +3,8 @@
 Every structure of the release's universe has a row in every released case, with its
 ``status``: ``annotated_present`` (the row carries its SEG segment, label, voxel count and
 volume), ``annotated_absent`` (annotated by the dataset but not in this case) or
-``not_annotated`` (the dataset did not annotate it: nothing is known). Dataset provenance
+``not_annotated`` (the dataset did not annotate it, or it lies outside the region a cropped
+label map covers: nothing is known). Dataset provenance
 (version, annotation type, annotator, algorithm, licence, citation) repeats on each row so
 that a query needs no join. Columns are flat scalars; BigQuery loads the file as is. Refused
 cases have no rows here: they are in the outcome file (:mod:`omas_idc.release.annotations`).
