@@ -8,7 +8,7 @@ from pathlib import Path
 from omas_idc.run.config import ModelSettings
 from omas_idc.run.pipeline import ModelInfo
 
-__all__ = ["DEMO_MODEL_CARD", "build_engine", "resolve_device"]
+__all__ = ["DEMO_MODEL_CARD", "build_engine", "cpu_engine_threads", "resolve_device"]
 
 #: The packaged demo model (trained on phantoms by ``python -m omas_idc.train.demo``).
 DEMO_MODEL_CARD = Path(__file__).resolve().parents[1] / "models" / "demo" / "card.json"
@@ -25,6 +25,18 @@ def resolve_device(device: str) -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def cpu_engine_threads(cpus: int) -> int:
+    """torch's threads for a run on the CPU with ``cpus`` cores.
+
+    The pipeline's other stages (fetch, read, encode/QA) need a core too, and torch's OpenMP
+    threads spin while waiting, starving them if torch takes every core: one core is left to
+    them where there are at least 4. On 2 cores, halving the engine costs more than the
+    overlap gains (benchmarks/pipeline.py on 2 cores: pipelined x0.90-0.96 the sequential rate
+    with torch on 1 core, x0.98-1.04 with torch on both; RESULTS.md "pipeline").
+    """
+    return cpus - 1 if cpus >= 4 else max(1, cpus)
 
 
 def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
@@ -58,9 +70,7 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         task_order=tuple(task.id for task in card.tasks),
         device=device,
     )
-    # On a CPU the pipeline's other stages (fetch, read, encode/QA) need a core too: torch's
-    # OpenMP threads spin while waiting and starve them if torch takes every core.
-    threads = max(1, (os.cpu_count() or 2) - 1) if device == "cpu" else None
+    threads = cpu_engine_threads(os.cpu_count() or 1) if device == "cpu" else None
     engine = Segmenter(
         model, SegmenterConfig(device=device, body_crop=settings.body_crop, threads=threads)
     )
