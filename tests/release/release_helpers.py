@@ -28,6 +28,11 @@ ABDOMEN = {"liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "verteb
 #: Dataset B (semi-automatic): thoracic structures; vertebrae_T12 is absent.
 THORAX = {"heart": 7, "aorta": 3, "lung_upper_lobe_left": 1, "vertebrae_T12": 9}
 
+#: The annotation statuses as the SR writes them (their code meanings).
+PRESENT = "Annotated and present"
+ABSENT = "Annotated but absent"
+NOT_ANNOTATED = "Not annotated"
+
 
 def relabel(phantom: Phantom, table: Mapping[str, int]) -> np.ndarray:
     """The phantom's truth with the dataset's label numbers (structures not in it are 0)."""

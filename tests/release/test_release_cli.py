@@ -13,7 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from release_helpers import (
     ABDOMEN,
+    ABSENT,
     GRID,
+    NOT_ANNOTATED,
+    PRESENT,
     THORAX,
     Convention,
     dciodvfy_errors,
@@ -143,9 +146,9 @@ def test_the_cli_releases_two_datasets_and_records_the_refusal(
     # Each case reports the union of both tables: the other dataset's structures are
     # "not annotated", never "absent".
     statuses = sr_statuses(Path(outcomes["chest-1"]["sr_path"]), catalog)
-    assert {n: statuses[n] for n in ABDOMEN} == dict.fromkeys(ABDOMEN, "Not annotated")
+    assert {n: statuses[n] for n in ABDOMEN} == dict.fromkeys(ABDOMEN, NOT_ANNOTATED)
     assert {n: statuses[n] for n in THORAX} == {
-        n: "Annotated and present" if n in present else "Annotated but absent" for n in THORAX
+        n: PRESENT if n in present else ABSENT for n in THORAX
     }
     rows = pq.read_table(out / "annotations.parquet").to_pylist()
     assert sorted({r["case_id"] for r in rows}) == ["abd-1", "chest-1"]

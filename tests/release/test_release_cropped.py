@@ -17,6 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from release_helpers import (
     ABDOMEN,
+    ABSENT,
+    NOT_ANNOTATED,
+    PRESENT,
     Convention,
     dciodvfy_errors,
     relabel,
@@ -40,10 +43,6 @@ from omas_idc.release import (
 )
 from omas_idc.testing.phantom import Phantom
 from omas_idc.volume import CTVolume
-
-PRESENT = "Annotated and present"
-ABSENT = "Annotated but absent"
-NOT_ANNOTATED = "Not annotated"
 
 #: Slices 4-11 of 12, rows 3-39, columns 0-39, stored flipped and as canonical RAS. At the
 #: test grid kidney_right lies in slices 2-3 (wholly outside), kidney_left in slices 2-4

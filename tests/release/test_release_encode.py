@@ -12,6 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from release_helpers import (
     ABDOMEN,
+    ABSENT,
+    NOT_ANNOTATED,
+    PRESENT,
     THORAX,
     Convention,
     dciodvfy_errors,
@@ -39,9 +42,6 @@ from omas_idc.release import (
 from omas_idc.testing.phantom import Phantom
 from omas_idc.volume import CTVolume
 
-PRESENT = "Annotated and present"
-ABSENT = "Annotated but absent"
-NOT_ANNOTATED = "Not annotated"
 #: The phantom at this grid has no vertebrae_L1 and no vertebrae_T12.
 ABDOMEN_PRESENT = ["liver", "spleen", "kidney_right", "kidney_left"]
 THORAX_PRESENT = ["heart", "aorta", "lung_upper_lobe_left"]
