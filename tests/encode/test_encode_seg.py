@@ -147,18 +147,29 @@ def test_binary_layout_round_trips_exactly(
     )
 
 
-def test_frames_reference_their_source_slices(tmp_path: Path, catalog: Catalog) -> None:
-    """Each frame's plane position and derivation reference equal its source slice's."""
-    phantom, volume = _phantom(tmp_path, gantry_tilt_degrees=-12.0, **_grid({}))
-    maps = truth_task_labelmaps(phantom.labels, phantom.label_names, catalog)
-    (item, *_) = encode_labelmaps(volume, maps, catalog, PROVENANCE)
-    seg = item.dataset
+def _assert_frames_on_their_source_planes(
+    seg: pydicom.Dataset, volume: SourceSeries
+) -> dict[str, int]:
+    """Each frame's plane position is that of the source image it derives from.
+
+    Returns the volume's slice index of each source SOP Instance UID.
+    """
     sources = {ref.sop_instance_uid: k for k, ref in enumerate(volume.source_refs)}
     for frame in seg.PerFrameFunctionalGroupsSequence:
         derivation = frame.DerivationImageSequence[0].SourceImageSequence[0]
         k = sources[derivation.ReferencedSOPInstanceUID]
         position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
         np.testing.assert_allclose(position, volume.geometry.slice_positions[k], atol=1e-4)
+    return sources
+
+
+def test_frames_reference_their_source_slices(tmp_path: Path, catalog: Catalog) -> None:
+    """Each frame's plane position and derivation reference equal its source slice's."""
+    phantom, volume = _phantom(tmp_path, gantry_tilt_degrees=-12.0, **_grid({}))
+    maps = truth_task_labelmaps(phantom.labels, phantom.label_names, catalog)
+    (item, *_) = encode_labelmaps(volume, maps, catalog, PROVENANCE)
+    seg = item.dataset
+    sources = _assert_frames_on_their_source_planes(seg, volume)
     referenced = {
         item.ReferencedSOPInstanceUID
         for series in seg.ReferencedSeriesSequence
@@ -316,12 +327,7 @@ def test_segs_of_gantry_tilted_series_pass_dciodvfy_and_keep_the_tilt(
     for path in paths:
         assert dciodvfy_errors(path) == [], path.name
     binary = hd.seg.segread(tmp_path / "seg" / "seg_binary.dcm")
-    sources = {ref.sop_instance_uid: k for k, ref in enumerate(volume.source_refs)}
-    for frame in binary.PerFrameFunctionalGroupsSequence:
-        source = frame.DerivationImageSequence[0].SourceImageSequence[0]
-        k = sources[source.ReferencedSOPInstanceUID]
-        position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
-        np.testing.assert_allclose(position, volume.geometry.slice_positions[k], atol=1e-4)
+    _assert_frames_on_their_source_planes(binary, volume)
     # The plane orientation is the tilted one of the sources, not an orthogonal stand-in.
     shared = binary.SharedFunctionalGroupsSequence[0]
     orientation = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
