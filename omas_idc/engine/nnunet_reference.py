@@ -39,17 +39,19 @@ def nnunet_predictor(
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from omas_idc.engine.checkpoint import load_checkpoint
+
     folder = Path(folder)
     target = torch.device(device)
     dataset_json = load_json(str(folder / "dataset.json"))
     plans = PlansManager(load_json(str(folder / "plans.json")))
-    parameters = []
-    for fold in folds:
-        checkpoint = torch.load(
-            folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu", weights_only=False
-        )
-        parameters.append(checkpoint["network_weights"])
-    config = plans.get_configuration(checkpoint["init_args"]["configuration"])
+    # The engine's own loader: weights only, never code (omas_idc.engine.checkpoint).
+    checkpoints = [
+        load_checkpoint(folder / f"fold_{fold}" / "checkpoint_final.pth") for fold in folds
+    ]
+    parameters = [dict(c.network_weights) for c in checkpoints]
+    checkpoint = checkpoints[-1]
+    config = plans.get_configuration(checkpoint.configuration)
     network = get_network_from_plans(
         config.network_arch_class_name,
         config.network_arch_init_kwargs,
@@ -74,8 +76,8 @@ def nnunet_predictor(
         config,
         parameters,
         dataset_json,
-        checkpoint["trainer_name"],
-        checkpoint.get("inference_allowed_mirroring_axes"),
+        checkpoint.trainer_name,
+        checkpoint.inference_allowed_mirroring_axes,
     )
     return predictor
 
