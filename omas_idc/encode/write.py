@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
@@ -27,8 +28,8 @@ __all__ = ["write_dataset"]
 _PIXEL_DATA = Tag(0x7FE00010)
 
 
-def _native_pixel_data(dataset: Dataset) -> tuple[str, bytes] | None:
-    """VR and value of Pixel Data that can be written straight, else ``None``."""
+def _native_pixel_data(dataset: Dataset) -> DataElement | None:
+    """The Pixel Data element where it can be written straight, else ``None``."""
     meta = getattr(dataset, "file_meta", None)
     if meta is None or meta.get("TransferSyntaxUID") != ExplicitVRLittleEndian:
         return None
@@ -37,23 +38,23 @@ def _native_pixel_data(dataset: Dataset) -> tuple[str, bytes] | None:
     element = dataset[_PIXEL_DATA]
     if element.VR not in ("OB", "OW") or not isinstance(element.value, bytes):
         return None
-    return element.VR, element.value
+    return element
 
 
 def _save(dataset: Dataset, stream: BinaryIO) -> None:
-    pixel_data = _native_pixel_data(dataset)
-    if pixel_data is None:
+    element = _native_pixel_data(dataset)
+    if element is None:
         dataset.save_as(stream, enforce_file_format=True)
         return
-    vr, value = pixel_data
-    element = dataset[_PIXEL_DATA]
     del dataset[_PIXEL_DATA]
     try:
         dataset.save_as(stream, enforce_file_format=True)
     finally:
         dataset[_PIXEL_DATA] = element
+    value = element.value
     padding = len(value) % 2
-    stream.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr.encode(), 0, len(value) + padding))
+    header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, element.VR.encode(), 0, len(value) + padding)
+    stream.write(header)
     stream.write(value)
     if padding:
         stream.write(b"\x00")
