@@ -56,7 +56,7 @@ def _prepare(work: Path, shape: tuple[int, int, int], suffix: str) -> None:
 
     from omas_idc.catalog import load_catalog
     from omas_idc.nifti import write_nifti
-    from omas_idc.testing.phantom import PhantomOptions, make_phantom
+    from omas_idc.phantom import PhantomOptions, make_phantom
 
     spacing = 410.0 / shape[1]
     phantom = make_phantom(

@@ -75,7 +75,7 @@ def _prepare(work: Path, quick: bool) -> None:
 
     from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
     from omas_idc.geometry import VolumeGeometry
-    from omas_idc.testing.phantom import PhantomOptions, render_phantom
+    from omas_idc.phantom import PhantomOptions, render_phantom
 
     size = _sizes(quick)
     models = work / "models"

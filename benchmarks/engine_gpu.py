@@ -111,7 +111,7 @@ def _volumes(n: int, quick: bool = False) -> list[Any]:
     from scipy.ndimage import zoom
 
     from omas_idc.geometry import VolumeGeometry
-    from omas_idc.testing.phantom import PhantomOptions, render_phantom
+    from omas_idc.phantom import PhantomOptions, render_phantom
     from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
     if quick:

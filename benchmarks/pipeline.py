@@ -33,8 +33,8 @@ BUCKET = "idc-open-data"
 def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
     import boto3
 
+    from omas_idc.phantom import PhantomOptions, make_phantom
     from omas_idc.series_ref import SeriesRef
-    from omas_idc.testing.phantom import PhantomOptions, make_phantom
     from omas_idc.testing.s3server import make_public_bucket
 
     client = boto3.client(
@@ -98,6 +98,8 @@ def _model(root: Path, size: dict[str, object]) -> Path:
 
 
 def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) -> dict[str, float]:
+    from omas_idc.run.store import FolderStore
+
     from omas_idc.catalog import load_catalog
     from omas_idc.encode import Provenance
     from omas_idc.engine.model import load_model
@@ -106,7 +108,6 @@ def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) 
     from omas_idc.read import read_series
     from omas_idc.run.finish import finish_series
     from omas_idc.run.pipeline import output_prefix
-    from omas_idc.run.store import FolderStore
 
     catalog = load_catalog()
     store = FolderStore(str(work / "out"))

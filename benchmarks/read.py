@@ -95,7 +95,7 @@ def _simpleitk(folder: Path) -> Callable[[], object] | None:
 
 
 def _make_series(root: Path, shape: tuple[int, int, int], transfer_syntax: str) -> Path:
-    from omas_idc.testing.phantom import PhantomOptions, make_phantom
+    from omas_idc.phantom import PhantomOptions, make_phantom
 
     folder = root / f"{transfer_syntax}-{'x'.join(map(str, shape))}"
     complete = root / f"{folder.name}.complete"

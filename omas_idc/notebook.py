@@ -70,7 +70,7 @@ def offline_series(
     folder: str | Path, count: int = 1, seed: int = 7
 ) -> list[tuple[SeriesRef, Path]]:
     """Phantom CT series written into ``folder``, as (reference, local folder) pairs."""
-    from omas_idc.testing.phantom import PhantomOptions, make_phantom
+    from omas_idc.phantom import PhantomOptions, make_phantom
 
     pairs = []
     for i in range(count):

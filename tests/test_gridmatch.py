@@ -10,8 +10,8 @@ import pytest
 
 from omas_idc.geometry import lps_to_ras
 from omas_idc.gridmatch import GridMismatch, find_grid_mapping, map_onto_grid
+from omas_idc.phantom import PhantomOptions, render_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import PhantomOptions, render_phantom
 
 OPTIONS = PhantomOptions(seed=4, shape=(12, 30, 36), pixel_spacing=(9.0, 10.0), slice_spacing=25.0)
 

@@ -47,7 +47,7 @@ def phantom(
     labels_nifti: Path | None = typer.Option(None, help="Also save the true label map here."),
 ) -> None:
     """Write a synthetic CT phantom series whose true label map is known, and summarise it."""
-    from omas_idc.testing.phantom import PhantomOptions, make_phantom
+    from omas_idc.phantom import PhantomOptions, make_phantom
 
     try:
         options = PhantomOptions(

@@ -236,7 +236,7 @@ def _check_structures(names: Sequence[str], where: str) -> None:
 
 def phantom_cases(dataset: DatasetConfig, model_labels: Sequence[str]) -> list[SourceCase]:
     """Render the dataset's phantoms (axial HFS, ``phantom_spacing`` mm, ``phantom_shape``)."""
-    from omas_idc.testing.phantom import PhantomOptions, render_phantom
+    from omas_idc.phantom import PhantomOptions, render_phantom
 
     index = {name: i + 1 for i, name in enumerate(model_labels)}
     cases = []

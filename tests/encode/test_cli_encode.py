@@ -13,8 +13,8 @@ import numpy as np
 
 from omas_idc.catalog import load_catalog
 from omas_idc.geometry import lps_to_ras
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 
 

@@ -21,8 +21,8 @@ from omas_idc.encode.seg import series_number_for
 from omas_idc.encode.sources import SourceSeries
 from omas_idc.errors import EncodingError
 from omas_idc.labelmap import TaskLabelMap
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.read import read_series, read_series_headers
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.testing.validators import dciodvfy_errors
 from omas_idc.volume import CTVolume

@@ -25,8 +25,8 @@ from omas_idc.encode.seg import _finish, _frames, series_number_for
 from omas_idc.encode.segments import algorithm_identification, segment_description
 from omas_idc.encode.sources import load_source_datasets
 from omas_idc.encode.template import LazySegmentation, highdicom_segmentation
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 
 PROVENANCE = Provenance(model="cads", model_version="1.0", timestamp=datetime(2026, 3, 4, 5, 6, 7))

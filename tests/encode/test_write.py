@@ -18,8 +18,8 @@ from omas_idc.catalog import load_catalog
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_dataset
 from omas_idc.encode import template as template_module
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.read import read_series_headers
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 
 FIRST = Provenance(model="cads", model_version="1.0", timestamp=datetime(2026, 3, 4, 5, 6, 7))

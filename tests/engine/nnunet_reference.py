@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from omas_idc.geometry import VolumeGeometry
-from omas_idc.testing.phantom import PhantomOptions, render_phantom
+from omas_idc.phantom import PhantomOptions, render_phantom
 from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
 torch = pytest.importorskip("torch")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from omas_idc.cli import app
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.nifti import read_nifti_on_grid
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
+from omas_idc.phantom import PhantomOptions, make_phantom
 
 torch = pytest.importorskip("torch")
 

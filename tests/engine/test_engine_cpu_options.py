@@ -12,7 +12,7 @@ from nnunet_reference import dice, volume_from_array
 from omas_idc.engine.model import load_model
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
-from omas_idc.testing.phantom import PhantomOptions, render_phantom
+from omas_idc.phantom import PhantomOptions, render_phantom
 
 torch = pytest.importorskip("torch")
 

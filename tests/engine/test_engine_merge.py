@@ -13,7 +13,7 @@ from omas_idc.engine.card import MergeSpec, load_card
 from omas_idc.engine.model import load_model
 from omas_idc.engine.segmenter import Segmenter
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
-from omas_idc.testing.phantom import PhantomOptions
+from omas_idc.phantom import PhantomOptions
 
 torch = pytest.importorskip("torch")
 

@@ -27,8 +27,8 @@ from nnunet_reference import dice, nnunet_predictor
 from omas_idc.engine.model import load_model
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("nnunetv2")

@@ -22,7 +22,7 @@ from omas_idc.engine.nnunet_reference import float32_accumulators
 from omas_idc.engine.preprocessing import CanonicalOrientation
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
-from omas_idc.testing.phantom import PhantomOptions
+from omas_idc.phantom import PhantomOptions
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("nnunetv2")

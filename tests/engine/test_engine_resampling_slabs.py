@@ -16,7 +16,7 @@ from omas_idc.engine.resampling import compute_new_shape, resample, resample_sla
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.errors import ConfigurationError
-from omas_idc.testing.phantom import PhantomOptions
+from omas_idc.phantom import PhantomOptions
 
 torch = pytest.importorskip("torch")
 

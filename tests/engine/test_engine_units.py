@@ -16,7 +16,7 @@ from omas_idc.engine.resampling import resample
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.errors import ConfigurationError, InferenceError, ModelError
-from omas_idc.testing.phantom import PhantomOptions
+from omas_idc.phantom import PhantomOptions
 
 torch = pytest.importorskip("torch")
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.series_ref import SeriesRef
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.s3server import free_port, make_public_bucket, moto_server
 
 BUCKET = "idc-open-data"

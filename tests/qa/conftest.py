@@ -8,8 +8,8 @@ import pytest
 
 from omas_idc.catalog import load_catalog
 from omas_idc.catalog.model import Catalog
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.volume import CTVolume
 
 #: Seed whose organ sizes lie inside the cited adult ranges of plausibility.csv.

@@ -12,10 +12,10 @@ from omas_idc.catalog.model import Catalog
 from omas_idc.errors import ConfigurationError, QAError
 from omas_idc.geometry import VolumeGeometry
 from omas_idc.labelmap import TaskLabelMap
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.qa import Status, Verdict, assess_series, load_plausibility
 from omas_idc.qa.plausibility import PLAUSIBILITY_COLUMNS, read_plausibility_csv
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.volume import CTVolume
 

@@ -11,11 +11,10 @@ import pytest
 from omas_idc.catalog.model import Catalog
 from omas_idc.geometry import VolumeGeometry
 from omas_idc.labelmap import TaskLabelMap
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom, phantom_anatomy, render_phantom
 from omas_idc.qa import Status, Verdict, assess_series, load_plausibility
 from omas_idc.qa.measure import measure_labelmap
 from omas_idc.read import read_series
-from omas_idc.testing.anatomy import phantom_anatomy
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom, render_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.volume import CTVolume
 

@@ -14,10 +14,10 @@ from pydicom.sr.codedict import codes
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_dataset
 from omas_idc.encode.sr import CHECK_CODES, OMAS_SCHEME, VERDICT_CODES, encode_sr
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.qa import SeriesQA, Status, assess_series
 from omas_idc.read import read_series
 from omas_idc.testing import validators
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.volume import CTVolume
 

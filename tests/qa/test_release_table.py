@@ -17,10 +17,10 @@ from omas_idc.encode import Provenance, encode_labelmaps, write_dataset
 from omas_idc.encode.sr import encode_sr, segment_references
 from omas_idc.errors import QAError
 from omas_idc.geometry import VolumeGeometry, voxel_volume_mm3
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.publish import release_rows, release_schema, write_previews, write_release_table
 from omas_idc.qa import Status, assess_series, load_plausibility
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.volume import CTVolume
 

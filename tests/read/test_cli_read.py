@@ -8,7 +8,7 @@ import nibabel as nib
 from typer.testing import CliRunner
 
 from omas_idc.cli import app
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
+from omas_idc.phantom import PhantomOptions, make_phantom
 
 SMALL = {"shape": (20, 40, 48), "pixel_spacing": (7.5, 8.0), "slice_spacing": 20.0, "noise": 0.0}
 

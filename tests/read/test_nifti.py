@@ -10,8 +10,8 @@ import pytest
 
 from omas_idc.geometry import lps_to_ras
 from omas_idc.nifti import read_nifti, read_nifti_on_grid, volume_to_nifti, write_nifti
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 
 SMALL = {"shape": (20, 40, 48), "pixel_spacing": (7.5, 8.0), "slice_spacing": 20.0, "noise": 0.0}
 

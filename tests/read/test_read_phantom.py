@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from omas_idc.errors import SeriesGeometryError, UnsupportedSeriesError
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.read import list_series, read_series, read_series_headers
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.volume import CTVolume
 
 #: Small grid covering the phantom's whole body: 20 slices x 40 rows x 48 columns.

@@ -7,7 +7,7 @@ from release_helpers import GRID
 
 from omas_idc.catalog import load_catalog
 from omas_idc.catalog.model import Catalog
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 
 
 @pytest.fixture(scope="session")

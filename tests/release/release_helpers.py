@@ -15,8 +15,8 @@ import pytest
 from omas_idc.catalog.model import Catalog, Code
 from omas_idc.encode.sr import segment_references
 from omas_idc.geometry import lps_to_ras
+from omas_idc.phantom import Phantom
 from omas_idc.testing import validators
-from omas_idc.testing.phantom import Phantom
 from omas_idc.volume import CTVolume
 
 #: Small phantoms: 12 slices of 40 x 48 voxels (10 mm pixels, 35 mm slices) cover the trunk.

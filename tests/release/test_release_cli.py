@@ -30,8 +30,8 @@ from release_helpers import (
 )
 
 from omas_idc.catalog.model import Catalog
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 
 
 def _omas_idc(*args: str) -> subprocess.CompletedProcess[str]:

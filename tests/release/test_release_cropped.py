@@ -32,6 +32,7 @@ from release_helpers import (
 )
 
 from omas_idc.catalog.model import Catalog
+from omas_idc.phantom import Phantom
 from omas_idc.read import read_series
 from omas_idc.release import (
     CaseOutcome,
@@ -41,7 +42,6 @@ from omas_idc.release import (
     read_manifest,
     release_annotations,
 )
-from omas_idc.testing.phantom import Phantom
 from omas_idc.volume import CTVolume
 
 #: Slices 4-11 of 12, rows 3-39, columns 0-39, stored flipped and as canonical RAS. At the

@@ -30,6 +30,7 @@ from release_helpers import (
 )
 
 from omas_idc.catalog.model import Catalog
+from omas_idc.phantom import Phantom
 from omas_idc.read import read_series
 from omas_idc.release import (
     CaseOutcome,
@@ -39,7 +40,6 @@ from omas_idc.release import (
     read_manifest,
     release_annotations,
 )
-from omas_idc.testing.phantom import Phantom
 from omas_idc.volume import CTVolume
 
 #: The phantom at this grid has no vertebrae_L1 and no vertebrae_T12.

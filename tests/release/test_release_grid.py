@@ -9,6 +9,7 @@ import pytest
 from release_helpers import ABDOMEN, Convention, relabel, save_in_convention, write_tables
 
 from omas_idc.catalog.model import Catalog
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.release import (
     DatasetRegistry,
     ManifestCase,
@@ -17,7 +18,6 @@ from omas_idc.release import (
     load_label_tables,
     prepare_case,
 )
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 
 CONVENTIONS = [
     Convention("dicom-order"),

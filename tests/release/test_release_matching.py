@@ -11,10 +11,10 @@ import pytest
 from pydicom.uid import generate_uid
 from release_helpers import GRID, Convention, save_in_convention
 
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
 from omas_idc.read import read_series
 from omas_idc.release import ManifestCase, ReleaseError, SeriesIndex, find_case_series
 from omas_idc.release.matching import read_label_nifti
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
 
 
 def _copy_with_new_uids(source: Path, target: Path) -> str:

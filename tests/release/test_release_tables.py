@@ -11,6 +11,7 @@ from release_helpers import ABDOMEN, Convention, relabel, save_in_convention, wr
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode.annotation_sr import AnnotationStatus
 from omas_idc.errors import ConfigurationError
+from omas_idc.phantom import Phantom
 from omas_idc.release import (
     ManifestCase,
     ReleaseError,
@@ -21,7 +22,6 @@ from omas_idc.release import (
     read_manifest,
     structure_universe,
 )
-from omas_idc.testing.phantom import Phantom
 
 
 def test_a_broken_label_table_refuses_its_cases_and_spares_the_other_datasets(

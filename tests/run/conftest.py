@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.series_ref import SeriesRef
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 from omas_idc.testing.s3server import make_public_bucket, moto_server
 
 SOURCE_BUCKET = "idc-open-data"

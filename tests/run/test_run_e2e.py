@@ -26,9 +26,9 @@ from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
 import omas_idc
 from omas_idc.engine.model import load_model
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.run.state import RunState
 from omas_idc.series_ref import SeriesRef, write_selection
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 
 OUTPUT_BUCKET = "omas-release"
 

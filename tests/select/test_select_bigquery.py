@@ -10,6 +10,7 @@ import pydicom
 import pytest
 import sqlglot
 
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.select import SelectionFilters
 from omas_idc.select.bigquery import (
     GeometryChecks,
@@ -19,7 +20,6 @@ from omas_idc.select.bigquery import (
     rows_to_refs,
 )
 from omas_idc.select.index import idc_version
-from omas_idc.testing.phantom import PhantomOptions, make_phantom
 
 COLUMNS = {
     "collection_id": "VARCHAR",

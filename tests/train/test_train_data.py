@@ -25,8 +25,8 @@ from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_d
 from omas_idc.encode.seg import EncodedSeg  # noqa: E402
 from omas_idc.errors import TrainingError  # noqa: E402
 from omas_idc.nifti import write_nifti  # noqa: E402
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom  # noqa: E402
 from omas_idc.read import read_series  # noqa: E402
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom  # noqa: E402
 from omas_idc.testing.tasks import truth_task_labelmaps  # noqa: E402
 from omas_idc.train.config import DatasetConfig  # noqa: E402
 from omas_idc.train.data import SourceCase, dicom_cases, nifti_cases, to_raw_case  # noqa: E402

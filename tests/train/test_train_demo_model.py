@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from omas_idc.engine.model import load_model  # noqa: E402
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig  # noqa: E402
-from omas_idc.testing.phantom import PhantomOptions, make_phantom, render_phantom  # noqa: E402
+from omas_idc.phantom import PhantomOptions, make_phantom, render_phantom  # noqa: E402
 from omas_idc.train.demo import DEMO_STRUCTURES  # noqa: E402
 from omas_idc.train.evaluate import dice, score_labelmap, volume_from_array  # noqa: E402
 

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 
 from omas_idc.engine.model import load_model  # noqa: E402
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig  # noqa: E402
-from omas_idc.testing.phantom import PhantomOptions, render_phantom  # noqa: E402
+from omas_idc.phantom import PhantomOptions, render_phantom  # noqa: E402
 from omas_idc.train.demo import demo_config  # noqa: E402
 from omas_idc.train.evaluate import score_labelmap, volume_from_array  # noqa: E402
 from omas_idc.train.run import train  # noqa: E402

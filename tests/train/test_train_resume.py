@@ -119,7 +119,7 @@ def test_exported_folder_segments_like_nnunet_predictor(  # type: ignore[no-unty
     import numpy as np
 
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
-    from omas_idc.testing.phantom import PhantomOptions, render_phantom
+    from omas_idc.phantom import PhantomOptions, render_phantom
     from omas_idc.train.evaluate import dice, volume_from_array
 
     config, data = tiny

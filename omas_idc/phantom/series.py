@@ -1,7 +1,7 @@
 """A synthetic CT phantom written as a DICOM series, with its true label map.
 
 The ground truth every stage is tested against. ``make_phantom(out_dir, PhantomOptions(...))``
-renders the analytic anatomy of :mod:`omas_idc.testing.anatomy` on an acquisition grid
+renders the analytic anatomy of :mod:`omas_idc.phantom.anatomy` on an acquisition grid
 (axial/coronal/sagittal, any patient position, row/column flips, oblique rotation, gantry
 tilt), writes one CT Image Storage file per slice in the chosen transfer syntax, and returns
 the intended HU, the label map and the analytic truth of each structure.
@@ -34,7 +34,7 @@ from pydicom.uid import (
 
 from omas_idc import __version__
 from omas_idc.geometry import VolumeGeometry, slice_normal
-from omas_idc.testing.anatomy import AIR_HU, AnatomyStructure, phantom_anatomy
+from omas_idc.phantom.anatomy import AIR_HU, AnatomyStructure, phantom_anatomy
 
 __all__ = [
     "TRANSFER_SYNTAXES",

@@ -15,8 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from omas_idc.testing.anatomy import phantom_anatomy
-from omas_idc.testing.phantom import Phantom, PhantomOptions, make_phantom
+from omas_idc.phantom import Phantom, PhantomOptions, make_phantom, phantom_anatomy
 
 SMALL = {"shape": (24, 56, 64), "pixel_spacing": (5.0, 5.5), "slice_spacing": 12.0}
 
@@ -158,7 +157,7 @@ def test_analytic_volumes_match_fine_voxelisation(tmp_path: Path) -> None:
     options = PhantomOptions(
         seed=11, shape=(180, 130, 180), pixel_spacing=(2.0, 2.0), slice_spacing=2.0, noise=0.0
     )
-    from omas_idc.testing.phantom import render_phantom
+    from omas_idc.phantom import render_phantom
 
     geometry, _, labels, structures = render_phantom(options)
     counts = np.bincount(labels.ravel(), minlength=len(structures) + 1)
