@@ -98,16 +98,15 @@ def _model(root: Path, size: dict[str, object]) -> Path:
 
 
 def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) -> dict[str, float]:
-    from omas_idc.run.store import FolderStore
-
     from omas_idc.catalog import load_catalog
     from omas_idc.encode import Provenance
     from omas_idc.engine.model import load_model
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
     from omas_idc.fetch import FetchOptions, fetch_series
+    from omas_idc.publish.folder_store import FolderStore
+    from omas_idc.publish.store import publish_series
     from omas_idc.read import read_series
-    from omas_idc.run.finish import finish_series
-    from omas_idc.run.pipeline import output_prefix
+    from omas_idc.run.finish import encode_step, preview_step, qa_step
 
     catalog = load_catalog()
     store = FolderStore(str(work / "out"))
@@ -115,7 +114,7 @@ def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) 
     provenance = Provenance(
         model=model.card.name, model_version="bench", timestamp=datetime(2026, 1, 1)
     )
-    times = {"fetch": 0.0, "read": 0.0, "segment": 0.0, "encode": 0.0, "publish": 0.0}
+    times = {"fetch": 0.0, "read": 0.0, "segment": 0.0, "encode": 0.0, "qa": 0.0, "publish": 0.0}
     with Segmenter(model, SegmenterConfig(device="cpu")) as engine:
         for ref in refs:
             t = time.perf_counter()
@@ -128,16 +127,21 @@ def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) 
             maps = engine.segment(volume)
             times["segment"] += time.perf_counter() - t
             t = time.perf_counter()
-            outputs = finish_series(
-                volume, maps, catalog, provenance, work / "staging" / ref.series_instance_uid
-            )  # type: ignore[attr-defined]
+            staging = work / "staging" / ref.series_instance_uid  # type: ignore[attr-defined]
+            encoded = encode_step(volume, maps, catalog, provenance, staging)
             times["encode"] += time.perf_counter() - t
             t = time.perf_counter()
-            store.publish(
-                output_prefix(ref),
-                outputs.files,
-                {"source_series_instance_uid": ref.series_instance_uid},
-            )  # type: ignore[arg-type, attr-defined]
+            checked = qa_step(volume, maps, encoded, catalog, provenance, staging)
+            times["qa"] += time.perf_counter() - t
+            t = time.perf_counter()
+            outputs = [*encoded.outputs, *checked.outputs]
+            outputs += preview_step(volume, maps, catalog, staging)
+            publish_series(
+                store,
+                ref,  # type: ignore[arg-type]
+                outputs,
+                {"source_series_instance_uid": ref.series_instance_uid},  # type: ignore[attr-defined]
+            )
             times["publish"] += time.perf_counter() - t
     return times
 

@@ -15,6 +15,7 @@ __all__ = [
     "InferenceError",
     "ModelError",
     "OmasIdcError",
+    "PublishError",
     "QAError",
     "SelectionError",
     "SeriesGeometryError",
@@ -118,6 +119,12 @@ class QAError(OmasIdcError):
     """Quality-control measurements could not be computed."""
 
     default_reason = "qa"
+
+
+class PublishError(OmasIdcError):
+    """Outputs could not be put into the output location."""
+
+    default_reason = "publish"
 
 
 class CatalogError(OmasIdcError):

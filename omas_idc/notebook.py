@@ -154,7 +154,7 @@ def run_pipeline(
 
 def outputs_of(run: NotebookRun, ref: SeriesRef) -> dict[str, Path]:
     """The files written for one series (SEGs, SR, table, previews), by name."""
-    from omas_idc.run.pipeline import output_prefix
+    from omas_idc.publish.layout import series_prefix
 
-    folder = run.out / output_prefix(ref)
+    folder = run.out / series_prefix(ref)
     return {p.name: p for p in sorted(folder.iterdir())} if folder.is_dir() else {}

@@ -45,6 +45,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from omas_idc.catalog.model import Catalog, Structure
+from omas_idc.choices import StrEnum
 from omas_idc.encode.binary_frames import SegmentFrames, pack_binary_frames
 from omas_idc.encode.binary_merge import merge_binary_segmentations
 from omas_idc.encode.provenance import Provenance
@@ -62,11 +63,28 @@ from omas_idc.encode.template import (
 from omas_idc.errors import CatalogError, EncodingError
 from omas_idc.labelmap import TaskLabelMap
 
-__all__ = ["LAYOUTS", "EncodedSeg", "encode_binary", "encode_labelmaps", "series_number_for"]
+__all__ = [
+    "LAYOUTS",
+    "EncodedSeg",
+    "SegLayout",
+    "encode_binary",
+    "encode_labelmaps",
+    "series_number_for",
+]
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("labelmap", "binary")
+
+class SegLayout(StrEnum):
+    """How a series' structures are stored in DICOM SEG (PS3.3 C.8.20.2, Segmentation Type)."""
+
+    #: One LABELMAP SEG per task (Label Map Segmentation Storage): a label value per pixel.
+    LABELMAP = "labelmap"
+    #: One BINARY SEG for all tasks: a bit plane per segment and slice.
+    BINARY = "binary"
+
+
+LAYOUTS: tuple[str, ...] = tuple(layout.value for layout in SegLayout)
 _MAX_IS = 2**31 - 1
 
 
@@ -80,7 +98,7 @@ class EncodedSeg:
     dataset: hd.seg.Segmentation
     segments: Mapping[int, Structure]
     tasks: tuple[str, ...]
-    layout: str
+    layout: SegLayout
 
 
 def series_number_for(source: int | None, position: int) -> int:
@@ -323,7 +341,7 @@ def encode_labelmaps(
                 ),
                 segments={v: structures[v] for v in present},
                 tasks=(labelmap.task,),
-                layout="labelmap",
+                layout=SegLayout.LABELMAP,
             )
         )
     return results
@@ -436,7 +454,7 @@ def encode_binary(
         ),
         segments={n: m[0] for n, m in enumerate(members, start=1)},
         tasks=tuple(dict.fromkeys(lm.task for lm in labelmaps)),
-        layout="binary",
+        layout=SegLayout.BINARY,
     )
 
 

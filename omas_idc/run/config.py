@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from omas_idc.choices import suggestion
+from omas_idc.encode.seg import LAYOUTS
 from omas_idc.errors import ConfigurationError
 from omas_idc.resources import pipelines_dir
 
@@ -165,10 +167,10 @@ def config_from_dict(data: dict[str, Any], where: str = "configuration") -> RunC
 
 
 def _validate(config: RunConfig, where: str) -> None:
-    if config.output.seg_layout not in ("labelmap", "binary"):
+    if config.output.seg_layout not in LAYOUTS:
         raise ConfigurationError(
-            f"{where}: output.seg_layout must be 'labelmap' or 'binary', "
-            f"got {config.output.seg_layout!r}",
+            f"{where}: output.seg_layout must be one of {list(LAYOUTS)}, "
+            f"got {config.output.seg_layout!r}.{suggestion(config.output.seg_layout, LAYOUTS)}",
             reason="invalid-setting",
         )
     if config.selection.per_study not in ("all", "one"):

@@ -1,11 +1,12 @@
-"""The run: fetch -> read -> segment -> encode/QA -> publish, pipelined, resumable.
+"""The run: fetch -> read -> segment -> encode -> qa -> publish, pipelined, resumable.
 
 Three stages run at once over bounded queues, so that the compute device stays busy:
 
 1. a loader thread fetches and reads series n+1 (and n+2, up to ``queue_size``),
 2. the calling thread submits each volume to the segmentation engine (which batches on its
    own worker thread),
-3. a finisher thread waits for each result and encodes, checks and publishes series n-1.
+3. a finisher thread waits for each result and encodes, checks and publishes series n-1
+   (each step timed on its own: ``encode``, ``qa``, ``publish``).
 
 Every series is isolated: its failure (classified by the error's class and reason) is recorded
 in the run state and never stops the others; it is retried on the next run while attempts
@@ -25,25 +26,26 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 from omas_idc import __version__
 from omas_idc.catalog.model import Catalog
-from omas_idc.encode import Provenance
+from omas_idc.encode import Provenance, SegLayout
 from omas_idc.errors import OmasIdcError
 from omas_idc.labelmap import TaskLabelMap
-from omas_idc.run.finish import finish_series
+from omas_idc.publish.layout import path_part
+from omas_idc.publish.store import OutputStore, publish_series
+from omas_idc.run.finish import encode_step, preview_step, qa_step
 from omas_idc.run.state import RunState, SeriesState
-from omas_idc.run.store import OutputStore
 from omas_idc.series_ref import SeriesRef
 from omas_idc.volume import CTVolume
 
-__all__ = ["Engine", "ModelInfo", "RunOptions", "RunSummary", "output_prefix", "run_series"]
+__all__ = ["Engine", "ModelInfo", "RunOptions", "RunSummary", "run_series"]
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("fetch", "read", "segment", "encode", "publish")
+STAGES = ("fetch", "read", "segment", "encode", "qa", "publish")
 
 #: Failures that a retry cannot change: the series is refused, recorded, and not retried.
 #: Everything else (network, memory, a killed worker) is retried by the next run.
@@ -75,7 +77,7 @@ class RunOptions:
     """How one run behaves (from the configuration and the command line)."""
 
     work_dir: Path
-    seg_layout: str = "labelmap"
+    seg_layout: SegLayout = SegLayout.LABELMAP
     previews: bool = True
     max_attempts: int = 3
     queue_size: int = 2
@@ -114,16 +116,6 @@ class RunSummary:
             "stage_seconds": {k: round(v, 3) for k, v in sorted(self.stage_seconds.items())},
             "failures": self.failures,
         }
-
-
-def output_prefix(ref: SeriesRef) -> PurePosixPath:
-    """``<collection>/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>`` for a series."""
-    return PurePosixPath(
-        ref.collection_id or "unknown-collection",
-        ref.patient_id or "unknown-patient",
-        ref.study_instance_uid or "unknown-study",
-        ref.series_instance_uid,
-    )
 
 
 @dataclass
@@ -269,13 +261,13 @@ def run_series(
                 labelmaps = item.future.result()
                 item.timings["segment"] = time.perf_counter() - item.started
                 stage = "encode"
-                staging = options.work_dir / "staging" / item.ref.series_instance_uid
+                staging = options.work_dir / "staging" / path_part(item.ref.series_instance_uid)
                 if staging.exists():
                     shutil.rmtree(staging)
-                outputs = timed(
+                encoded = timed(
                     item,
                     "encode",
-                    finish_series,
+                    encode_step,
                     item.volume,
                     labelmaps,
                     catalog,
@@ -283,10 +275,26 @@ def run_series(
                     staging,
                     seg_layout=options.seg_layout,
                     task_order=model.task_order or None,
-                    previews=options.previews,
+                )
+                stage = "qa"
+                checked = timed(
+                    item,
+                    "qa",
+                    qa_step,
+                    item.volume,
+                    labelmaps,
+                    encoded,
+                    catalog,
+                    provenance,
+                    staging,
                     min_volume_ml=options.min_volume_ml,
                 )
                 stage = "publish"
+                state.mark_running(item.ref.series_instance_uid, "publish")
+                start = time.perf_counter()
+                outputs = [*encoded.outputs, *checked.outputs]
+                if options.previews:
+                    outputs += preview_step(item.volume, labelmaps, catalog, staging)
                 marker = {
                     "source_series_instance_uid": item.ref.series_instance_uid,
                     "study_instance_uid": item.ref.study_instance_uid,
@@ -294,12 +302,11 @@ def run_series(
                     "model_version": model.version,
                     "weights_variant": model.variant,
                     "omas_idc_version": __version__,
-                    "verdict": outputs.qa.verdict.value,
+                    "verdict": checked.qa.verdict.value,
                     "content_timestamp": timestamp.isoformat(),
                 }
-                urls = timed(
-                    item, "publish", store.publish, output_prefix(item.ref), outputs.files, marker
-                )
+                urls = publish_series(store, item.ref, outputs, marker)
+                item.timings["publish"] = time.perf_counter() - start
                 state.mark_done(item.ref.series_instance_uid, urls, item.timings)
                 shutil.rmtree(staging, ignore_errors=True)
                 if options.delete_downloads and item.folder is not None:
@@ -309,7 +316,7 @@ def run_series(
                     summary.done += 1
                     summary.add_timings(item.timings)
                 if on_progress:
-                    on_progress("done", item.ref, outputs.qa.verdict.value)
+                    on_progress("done", item.ref, checked.qa.verdict.value)
             except Exception as err:  # noqa: BLE001 - the one place a failing series is isolated
                 fail(item, stage, err)
 

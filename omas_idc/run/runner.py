@@ -20,18 +20,19 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from omas_idc import __version__
+from omas_idc.encode import SegLayout
 from omas_idc.errors import ConfigurationError
+from omas_idc.publish.locations import open_store
+from omas_idc.publish.store import OutputStore
 from omas_idc.run.config import RunConfig
 from omas_idc.run.pipeline import (
     Engine,
     ModelInfo,
     RunOptions,
     RunSummary,
-    output_prefix,
     run_series,
 )
 from omas_idc.run.state import RunState
-from omas_idc.run.store import OutputStore, open_store
 from omas_idc.series_ref import SeriesRef
 from omas_idc.volume import CTVolume
 
@@ -230,7 +231,7 @@ def _collect_rows(store: OutputStore, refs: Sequence[SeriesRef], state: RunState
             if ref.series_instance_uid not in done:
                 continue
             local = Path(folder) / f"{ref.series_instance_uid}.parquet"
-            store.get_file(output_prefix(ref) / "qa.parquet", local)
+            store.get_side_file(ref, "qa.parquet", local)
             tables.append(pq.read_table(local))
     if not tables:
         return pa.Table.from_pylist([], schema=release_schema())
@@ -282,7 +283,7 @@ def execute_run(
             logger.info("%d series already have DONE markers in %s", rebuilt, request.out)
         options = RunOptions(
             work_dir=request.work_dir,
-            seg_layout=request.config.output.seg_layout,
+            seg_layout=SegLayout.parse(request.config.output.seg_layout, "SEG layout"),
             previews=request.config.qa.previews,
             max_attempts=request.config.run.max_attempts,
             queue_size=request.config.run.queue_size,
@@ -306,7 +307,7 @@ def execute_run(
         table = _collect_rows(store, selected, state)
         local_table = request.work_dir / release_table_name(request.shard).name
         pq.write_table(table, local_table)
-        table_url = store.put_file(release_table_name(request.shard), local_table)
+        table_url = store.put_side_file(None, str(release_table_name(request.shard)), local_table)
         counts = state.counts()
     report = {
         "omas_idc_version": __version__,
@@ -324,7 +325,7 @@ def execute_run(
     }
     report_path = request.work_dir / f"run-report-{request.shard[0]}-of-{request.shard[1]}.json"
     report_path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    store.put_file(PurePosixPath("reports", report_path.name), report_path)
+    store.put_side_file(None, f"reports/{report_path.name}", report_path)
     return RunResult(
         summary=summary, report_path=report_path, release_table=table_url, counts=counts
     )

@@ -129,7 +129,7 @@ def test_run_writes_outputs_records_refusals_and_a_second_run_does_nothing(
     assert (report["model"]["name"], report["model"]["version"]) == (card.name, card.version)
     assert (report["processed"], report["done"], report["failed"]) == (5, 3, 2)
     assert {k: n for k, n in report["state"].items() if n} == {"done": 3, "refused": 2}
-    for stage in ("fetch", "read", "segment", "encode", "publish"):
+    for stage in ("fetch", "read", "segment", "encode", "qa", "publish"):
         assert report["stage_seconds"][stage] > 0, stage
     assert {f["error_class"] for f in report["failures"]} == {
         "SeriesGeometryError",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from omas_idc.errors import ConfigurationError
+from omas_idc.errors import ConfigurationError, PublishError
+from omas_idc.publish.object_store import ObjectStore
+from omas_idc.publish.store import DONE_MARKER, OutputKind, SeriesOutput, publish_series
 from omas_idc.run.runner import check_work_dir, default_work_dir, filesystem_type
-from omas_idc.run.store import DONE_MARKER, ObjectStore, PublishError
+from omas_idc.series_ref import SeriesRef
 
 OUTPUT_BUCKET = "omas-release"
 
@@ -51,17 +53,34 @@ def test_publish_puts_the_marker_last_so_a_failed_upload_leaves_no_marker(
     s3_server: str, s3_client: Any, tmp_path: Path
 ) -> None:
     store = ObjectStore(f"s3://{OUTPUT_BUCKET}/marker-test", endpoint_url=s3_server)
+    ref = SeriesRef(
+        series_instance_uid="1.2.3",
+        study_instance_uid="1.2",
+        patient_id="P1",
+        collection_id="c1",
+        modality="CT",
+        crdc_series_uuid="00000000-0000-0000-0000-000000000001",
+        instance_count=1,
+        size_bytes=1,
+        aws_bucket="idc-open-data",
+        idc_version=21,
+    )
     first = tmp_path / "seg_551.dcm"
     first.write_bytes(b"first output")
-    files = {"seg_551.dcm": first, "sr.dcm": tmp_path / "gone.dcm"}  # the second cannot upload
+    outputs = [
+        SeriesOutput("seg_551.dcm", first, OutputKind.DICOM),
+        SeriesOutput("sr.dcm", tmp_path / "gone.dcm", OutputKind.DICOM),  # cannot upload
+    ]
+    marker = {"source_series_instance_uid": "1.2.3"}
     with pytest.raises(PublishError) as failed:
-        store.publish(PurePosixPath("series-1"), files, {"source_series_instance_uid": "1.2.3"})
+        publish_series(store, ref, outputs, marker)
     assert failed.value.reason == "upload"
-    listing = s3_client.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="marker-test/series-1/")
+    listing = s3_client.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="marker-test/c1/P1/1.2/1.2.3/")
     keys = {o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", [])}
+    assert "seg_551.dcm" in keys
     assert DONE_MARKER not in keys
     assert store.done_series() == {}
 
     (tmp_path / "gone.dcm").write_bytes(b"second output")
-    store.publish(PurePosixPath("series-1"), files, {"source_series_instance_uid": "1.2.3"})
-    assert set(store.done_series()) == {"series-1"}
+    publish_series(store, ref, outputs, marker)
+    assert set(store.done_series()) == {"1.2.3"}

@@ -1,0 +1,88 @@
+"""Where a series' outputs lie below a store's root, built from checked path parts.
+
+Layout: ``<collection>/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/`` holding the SEG(s),
+the SR, the series' release-table rows, preview PNGs and ``DONE.json``; release-wide files
+(``release/``, ``reports/``) sit beside the collections.
+
+Every part made from data (a value from the IDC index, a selection file or a DICOM header, all
+untrusted) goes through :func:`path_part`: a value made only of letters, digits, ``.``, ``_``
+and ``-`` (every DICOM UID, every IDC collection id, ordinary patient IDs) is used as it is;
+any other byte is percent-encoded (``%2F`` for ``/``), and ``.``/``..``/empty values are
+encoded or replaced, so that no value can name a folder outside its place in the layout.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from omas_idc.errors import PublishError
+from omas_idc.series_ref import SeriesRef
+
+__all__ = ["check_relative_name", "output_path", "path_part", "series_prefix"]
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def path_part(value: str, missing: str = "unknown") -> str:
+    """``value`` as one safe path component (see the module docstring for the encoding).
+
+    Parameters
+    ----------
+    value
+        The untrusted value (a UID, a collection id, a PatientID).
+    missing
+        What an empty value becomes.
+    """
+    if not value:
+        return missing
+    if _PLAIN.fullmatch(value) and not value.startswith("."):
+        return value
+    # Percent-encode every byte outside the plain set (a '.' too, where it could start '..').
+    encoded = "".join(
+        chr(byte) if byte in _SAFE_BYTES or (byte == 0x2E and i > 0) else f"%{byte:02X}"
+        for i, byte in enumerate(value.encode("utf-8"))
+    )
+    return encoded
+
+
+def series_prefix(ref: SeriesRef) -> PurePosixPath:
+    """``<collection>/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>`` for a series."""
+    return PurePosixPath(
+        path_part(ref.collection_id, "unknown-collection"),
+        path_part(ref.patient_id, "unknown-patient"),
+        path_part(ref.study_instance_uid, "unknown-study"),
+        path_part(ref.series_instance_uid),
+    )
+
+
+def output_path(ref: SeriesRef | None, name: str | PurePosixPath) -> PurePosixPath:
+    """The path below a store's root of output ``name`` of series ``ref`` (or of the release).
+
+    Raises
+    ------
+    PublishError
+        If ``name`` is absolute or holds ``..`` (names are the program's, never data).
+    """
+    relative = check_relative_name(name)
+    return relative if ref is None else series_prefix(ref) / relative
+
+
+def check_relative_name(name: str | PurePosixPath) -> PurePosixPath:
+    """An output's name as a relative path with no ``..``, absolute or empty parts.
+
+    Raises
+    ------
+    PublishError
+        If the name could leave the store's root.
+    """
+    relative = PurePosixPath(str(name))
+    parts = relative.parts
+    if relative.is_absolute() or not parts or any(p in ("", ".", "..") for p in parts):
+        raise PublishError(
+            f"refusing to store a file named {str(name)!r}: a store name must be a relative "
+            "path without '..'",
+            reason="unsafe-name",
+        )
+    return relative
