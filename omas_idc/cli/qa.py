@@ -29,11 +29,16 @@ def register(app: typer.Typer) -> None:
 
         from omas_idc.catalog import load_catalog
         from omas_idc.encode import Provenance, write_dataset
-        from omas_idc.encode.sr import encode_sr, segment_references
+        from omas_idc.encode.segread import (
+            labelmaps_from_segs,
+            seg_algorithm,
+            seg_timestamp,
+            segment_references,
+        )
         from omas_idc.errors import OmasIdcError
         from omas_idc.publish import release_rows, write_previews, write_release_table
         from omas_idc.qa import Status, assess_series
-        from omas_idc.qa.segs import labelmaps_from_segs, seg_algorithm, seg_timestamp
+        from omas_idc.qa.sr import encode_sr
         from omas_idc.read import read_series
 
         console = Console()

@@ -34,7 +34,7 @@ Structure (PS3.16 TID 1500 "Measurement Report"):
 
 The status concepts have no DICOM or SNOMED CT equivalent, so they belong to the private
 scheme ``99OMAS`` (PS3.16 section 8.2), declared in the CodingSchemeIdentificationSequence
-(PS3.3 C.12.1) as the QA report (:mod:`omas_idc.encode.sr`) does. UIDs and dates follow from
+(PS3.3 C.12.1) as the QA report (:mod:`omas_idc.qa.sr`) does. UIDs and dates follow from
 the :class:`~omas_idc.encode.provenance.Provenance` (task ``"annotation-sr"``).
 """
 
@@ -52,9 +52,7 @@ from pydicom.sr.codedict import codes
 
 from omas_idc.catalog.model import Catalog, Code, Structure
 from omas_idc.encode.provenance import Provenance, derived_uid
-from omas_idc.encode.segments import coded
-from omas_idc.encode.sources import load_source_datasets
-from omas_idc.encode.sr import (
+from omas_idc.encode.report import (
     OMAS_SCHEME,
     OMAS_SCHEME_NAME,
     OMAS_SCHEME_ORGANIZATION,
@@ -62,8 +60,10 @@ from omas_idc.encode.sr import (
     build_report,
     finding_sites,
     scheme_item,
-    segment_references,
 )
+from omas_idc.encode.segments import coded
+from omas_idc.encode.segread import segment_references
+from omas_idc.encode.sources import load_source_datasets
 from omas_idc.errors import EncodingError
 from omas_idc.volume import CTVolume
 

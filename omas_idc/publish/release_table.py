@@ -164,7 +164,7 @@ def release_rows(
         ``study_instance_uid`` and ``patient_id`` of the source series.
     references
         Structure name -> (SEG dataset, segment number), from
-        :func:`omas_idc.encode.sr.segment_references`.
+        :func:`omas_idc.encode.segread.segment_references`.
     sr
         The series' measurement report, if written.
     """

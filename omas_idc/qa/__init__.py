@@ -4,7 +4,7 @@
 and CT volume (volume, HU statistics, centroid, bounding box, connected components,
 truncation by the field of view), checks them (laterality, plausibility, components,
 truncation, status) and gives a verdict per segment and per series. The rules are documented
-in :mod:`omas_idc.qa.checks`; the SR writer is :mod:`omas_idc.encode.sr` and the release table
+in :mod:`omas_idc.qa.checks`; the SR writer is :mod:`omas_idc.qa.sr` and the release table
 and previews are in :mod:`omas_idc.publish`.
 """
 

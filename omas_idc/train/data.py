@@ -321,13 +321,13 @@ def dicom_cases(dataset: DatasetConfig, model_labels: Sequence[str]) -> list[Sou
     """CT series (one folder each) and the DICOM SEGs that reference them.
 
     SEG segments are matched to catalog structures by their type, type modifier and region
-    codes (:func:`omas_idc.encode.sr.segment_references`), never by their label text.
+    codes (:func:`omas_idc.encode.segread.segment_references`), never by their label text.
     """
     import highdicom as hd
     import pydicom
 
     from omas_idc.catalog import load_catalog
-    from omas_idc.encode.sr import segment_references
+    from omas_idc.encode.segread import segment_references
     from omas_idc.read import read_series
 
     assert dataset.images is not None

@@ -13,9 +13,10 @@ from pydicom.sr.codedict import codes
 
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_dataset
-from omas_idc.encode.sr import CHECK_CODES, OMAS_SCHEME, VERDICT_CODES, encode_sr
+from omas_idc.encode.report import OMAS_SCHEME
 from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.qa import SeriesQA, Status, assess_series
+from omas_idc.qa.sr import CHECK_CODES, VERDICT_CODES, encode_sr
 from omas_idc.read import read_series
 from omas_idc.testing import validators
 from omas_idc.testing.tasks import truth_task_labelmaps
@@ -159,7 +160,7 @@ def test_sr_is_deterministic(series: tuple, catalog: Catalog, tmp_path: Path) ->
 
 
 def _maps_from(volume: CTVolume, segs: list, catalog: Catalog) -> list:
-    from omas_idc.qa.segs import labelmaps_from_segs
+    from omas_idc.encode.segread import labelmaps_from_segs
 
     return labelmaps_from_segs(volume, segs, catalog)
 

@@ -14,12 +14,13 @@ from omas_idc import __version__
 from omas_idc.catalog.model import Catalog
 from omas_idc.cli import app
 from omas_idc.encode import Provenance, encode_labelmaps, write_dataset
-from omas_idc.encode.sr import encode_sr, segment_references
+from omas_idc.encode.segread import segment_references
 from omas_idc.errors import QAError
 from omas_idc.geometry import VolumeGeometry, voxel_volume_mm3
 from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.publish import release_rows, release_schema, write_previews, write_release_table
 from omas_idc.qa import Status, assess_series, load_plausibility
+from omas_idc.qa.sr import encode_sr
 from omas_idc.read import read_series
 from omas_idc.testing.tasks import truth_task_labelmaps
 from omas_idc.volume import CTVolume

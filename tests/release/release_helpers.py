@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from omas_idc.catalog.model import Catalog, Code
-from omas_idc.encode.sr import segment_references
+from omas_idc.encode.segread import segment_references
 from omas_idc.geometry import lps_to_ras
 from omas_idc.phantom import Phantom
 from omas_idc.testing import validators

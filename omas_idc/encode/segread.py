@@ -1,6 +1,9 @@
-"""Task label maps back from DICOM SEG files, for QA of SEGs written earlier (the CLI).
+"""DICOM SEG read back (the SEG writer's inverse): segments to structures, task label maps.
 
-Segments are matched to catalog structures by their codes (never by label text), and
+:func:`segment_references` finds which segment of which SEG holds each structure (the SR
+writers reference segments by it, training reads annotated SEGs by it);
+:func:`labelmaps_from_segs` rebuilds the task label maps, for QA of SEGs written earlier (the
+CLI). Segments are matched to catalog structures by their codes (never by label text), and
 grouped into the tasks of the model that produced them, so LABELMAP SEGs (one per task) and
 a BINARY SEG (all tasks) give the same label maps. The model is the SEG's algorithm name, and
 each label map's model version the algorithm version of the SEG its segments come from.
@@ -14,12 +17,55 @@ from datetime import datetime
 import numpy as np
 from pydicom.dataset import Dataset
 
-from omas_idc.catalog.model import Catalog
-from omas_idc.errors import QAError
+from omas_idc.catalog.model import Catalog, Code
+from omas_idc.errors import CatalogError, EncodingError, QAError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
 
-__all__ = ["labelmaps_from_segs", "seg_algorithm"]
+__all__ = ["labelmaps_from_segs", "seg_algorithm", "seg_timestamp", "segment_references"]
+
+
+def segment_references(
+    segs: Sequence[Dataset], catalog: Catalog, series_uid: str = ""
+) -> dict[str, tuple[Dataset, int]]:
+    """Structure name -> (SEG dataset, segment number), matched by the segments' codes.
+
+    A segment is identified by its type, type modifier, region and region modifier codes
+    (never by its label text). Where several SEGs hold the same structure the first wins.
+
+    Raises
+    ------
+    EncodingError
+        If a segment's codes match no catalog structure.
+    """
+    found: dict[str, tuple[Dataset, int]] = {}
+    for seg in segs:
+        for item in seg.SegmentSequence:
+            if int(item.SegmentNumber) == 0:  # LABELMAP background (DCM 125040)
+                continue
+            type_item = item.SegmentedPropertyTypeCodeSequence[0]
+            modifier = type_item.get("SegmentedPropertyTypeModifierCodeSequence")
+            region = item.get("AnatomicRegionSequence")
+            region_modifier = region[0].get("AnatomicRegionModifierSequence") if region else None
+            try:
+                structure = catalog.by_codes(
+                    Code(
+                        str(type_item.CodeValue),
+                        str(type_item.CodingSchemeDesignator),
+                        str(type_item.CodeMeaning),
+                    ),
+                    str(modifier[0].CodeValue) if modifier else None,
+                    region=str(region[0].CodeValue) if region else None,
+                    region_modifier=str(region_modifier[0].CodeValue) if region_modifier else None,
+                )
+            except CatalogError as err:
+                raise EncodingError(
+                    f"SEG {seg.SOPInstanceUID} segment {item.SegmentNumber}: {err.message}",
+                    series_instance_uid=series_uid or None,
+                    reason="unknown-segment",
+                ) from err
+            found.setdefault(structure.name, (seg, int(item.SegmentNumber)))
+    return found
 
 
 def seg_algorithm(seg: Dataset) -> tuple[str, str, dict[str, str]]:
@@ -66,8 +112,6 @@ def labelmaps_from_segs(
     QAError
         If a segment matches no structure, or the structure has no label in ``model``.
     """
-    from omas_idc.encode.sr import segment_references
-
     series_uid = volume.series_instance_uid
     if not model and segs:
         model = seg_algorithm(segs[0])[0]

@@ -26,53 +26,40 @@ scheme ``99OMAS`` (PS3.16 section 8.2: private schemes start with ``99``), decla
 IBSI scheme in the CodingSchemeIdentificationSequence (PS3.3 C.12.1). Values that exist in
 DICOM (Yes/No of CID 230) are not used for verdicts since pass/warn/fail is three-valued.
 
-UIDs and dates follow from :class:`~omas_idc.encode.provenance.Provenance` (task ``"sr"``):
+The report is assembled by :func:`omas_idc.encode.report.build_report`. UIDs and dates follow
+from :class:`~omas_idc.encode.provenance.Provenance` (task ``"sr"``):
 writing the same QA twice gives byte-identical files.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 
-from omas_idc.catalog.model import Catalog, Code, Structure
+from omas_idc.catalog.model import Catalog, Code
 from omas_idc.encode.provenance import Provenance, derived_uid
-from omas_idc.encode.seg import series_number_for
+from omas_idc.encode.report import (
+    IBSI_SCHEME,
+    OMAS_SCHEME,
+    QUALITATIVE_EVALUATIONS,
+    build_report,
+    finding_sites,
+)
 from omas_idc.encode.segments import coded
-from omas_idc.errors import CatalogError, EncodingError
+from omas_idc.encode.segread import segment_references
+from omas_idc.errors import EncodingError
 from omas_idc.qa.records import QARecord, SeriesQA, Status, Verdict
 from omas_idc.volume import CTVolume
 
-__all__ = [
-    "CHECK_CODES",
-    "IBSI_SCHEME",
-    "OMAS_SCHEME",
-    "OMAS_SCHEME_NAME",
-    "OMAS_SCHEME_ORGANIZATION",
-    "QUALITATIVE_EVALUATIONS",
-    "SR_SERIES_POSITION",
-    "VERDICT_CODES",
-    "build_report",
-    "encode_sr",
-    "finding_sites",
-    "scheme_item",
-    "segment_references",
-]
+__all__ = ["CHECK_CODES", "SR_SERIES_POSITION", "VERDICT_CODES", "encode_sr"]
 
 logger = logging.getLogger(__name__)
 
-#: Private coding scheme of the QA concepts (declared in the CodingSchemeIdentificationSequence).
-OMAS_SCHEME = "99OMAS"
-#: CodingSchemeName and CodingSchemeResponsibleOrganization declared for ``99OMAS``.
-OMAS_SCHEME_NAME = "omas-idc quality control and annotation concepts"
-OMAS_SCHEME_ORGANIZATION = "omas-idc developers (https://github.com/omas-idc)"
-#: Image Biomarker Standardisation Initiative, the percentiles' scheme in IDC's radiomics map.
-IBSI_SCHEME = "IBSI"
 #: Series number position of the SR (see :func:`omas_idc.encode.seg.series_number_for`).
 SR_SERIES_POSITION = 99
 
@@ -97,71 +84,6 @@ _ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 _HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
 _P10 = hd.sr.CodedConcept("QG58", IBSI_SCHEME, "10th percentile")
 _P90 = hd.sr.CodedConcept("8DWT", IBSI_SCHEME, "90th percentile")
-#: The TID 1500 container of qualitative evaluations about the whole report (row 12).
-QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
-
-
-def scheme_item(designator: str, name: str, organization: str) -> Dataset:
-    """One item of the CodingSchemeIdentificationSequence (PS3.3 C.12.1.1.5)."""
-    item = Dataset()
-    item.CodingSchemeDesignator = designator
-    item.CodingSchemeName = name
-    item.CodingSchemeResponsibleOrganization = organization
-    return item
-
-
-def segment_references(
-    segs: Sequence[Dataset], catalog: Catalog, series_uid: str = ""
-) -> dict[str, tuple[Dataset, int]]:
-    """Structure name -> (SEG dataset, segment number), matched by the segments' codes.
-
-    A segment is identified by its type, type modifier, region and region modifier codes
-    (never by its label text). Where several SEGs hold the same structure the first wins.
-
-    Raises
-    ------
-    EncodingError
-        If a segment's codes match no catalog structure.
-    """
-    found: dict[str, tuple[Dataset, int]] = {}
-    for seg in segs:
-        for item in seg.SegmentSequence:
-            if int(item.SegmentNumber) == 0:  # LABELMAP background (DCM 125040)
-                continue
-            type_item = item.SegmentedPropertyTypeCodeSequence[0]
-            modifier = type_item.get("SegmentedPropertyTypeModifierCodeSequence")
-            region = item.get("AnatomicRegionSequence")
-            region_modifier = region[0].get("AnatomicRegionModifierSequence") if region else None
-            try:
-                structure = catalog.by_codes(
-                    Code(
-                        str(type_item.CodeValue),
-                        str(type_item.CodingSchemeDesignator),
-                        str(type_item.CodeMeaning),
-                    ),
-                    str(modifier[0].CodeValue) if modifier else None,
-                    region=str(region[0].CodeValue) if region else None,
-                    region_modifier=str(region_modifier[0].CodeValue) if region_modifier else None,
-                )
-            except CatalogError as err:
-                raise EncodingError(
-                    f"SEG {seg.SOPInstanceUID} segment {item.SegmentNumber}: {err.message}",
-                    series_instance_uid=series_uid or None,
-                    reason="unknown-segment",
-                ) from err
-            found.setdefault(structure.name, (seg, int(item.SegmentNumber)))
-    return found
-
-
-def finding_sites(structure: Structure) -> list[hd.sr.FindingSite] | None:
-    """Finding Site with Laterality (CID 244) for lateral structures, else ``None``."""
-    if structure.region is not None and structure.region_modifier is not None:
-        return [
-            hd.sr.FindingSite(coded(structure.region), laterality=coded(structure.region_modifier))
-        ]
-    if structure.type_modifier is not None:
-        return [hd.sr.FindingSite(coded(structure.type), laterality=coded(structure.type_modifier))]
-    return None
 
 
 def _measurements(record: QARecord) -> list[hd.sr.Measurement]:
@@ -249,83 +171,14 @@ def _series_evaluations(qa: SeriesQA) -> hd.sr.ContainerContentItem:
     return container
 
 
-def _default_schemes() -> list[Dataset]:
-    return [
-        scheme_item(OMAS_SCHEME, OMAS_SCHEME_NAME, OMAS_SCHEME_ORGANIZATION),
-        scheme_item(
-            IBSI_SCHEME,
-            "Image Biomarker Standardisation Initiative",
-            "IBSI (https://theibsi.github.io)",
-        ),
-    ]
-
-
-def build_report(
-    volume: CTVolume,
-    evidence: Sequence[Dataset],
-    report: hd.sr.MeasurementReport,
-    provenance: Provenance,
-    *,
-    kind: str,
-    series_position: int,
-    description: str,
-    schemes: Sequence[Dataset] | None = None,
-) -> hd.sr.Comprehensive3DSR:
-    """The Comprehensive 3D SR around ``report``, deterministic and with its schemes declared.
-
-    Everything highdicom takes from the clock is replaced by ``provenance``'s timestamp; the
-    UIDs derive from the source series, ``kind`` (``"sr"``, ``"annotation-sr"``) and
-    ``provenance``; the SeriesNumber follows :func:`series_number_for` at ``series_position``.
-    ``schemes`` are the CodingSchemeIdentificationSequence items (PS3.3 C.12.1); by default
-    the private ``99OMAS`` scheme and IBSI, as the QA report uses them.
-
-    Raises
-    ------
-    EncodingError
-        If highdicom refuses the report.
-    """
-    series_uid = volume.series_instance_uid
-    try:
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=list(evidence),
-            content=report,
-            series_instance_uid=provenance.uid(series_uid, kind, "series"),
-            series_number=series_number_for(volume.header.series_number, series_position),
-            sop_instance_uid=provenance.uid(series_uid, kind, "instance"),
-            instance_number=1,
-            manufacturer=provenance.manufacturer,
-            is_complete=True,
-            is_final=False,
-            is_verified=False,
-        )
-    except (ValueError, TypeError, AttributeError) as err:
-        raise EncodingError(
-            f"highdicom refused to build the {description} report: {err}",
-            series_instance_uid=series_uid or None,
-            reason="highdicom",
-        ) from err
-    for keyword in ("ContentDate", "SeriesDate", "InstanceCreationDate"):
-        if keyword in sr:
-            setattr(sr, keyword, provenance.date)
-    for keyword in ("ContentTime", "SeriesTime", "InstanceCreationTime"):
-        if keyword in sr:
-            setattr(sr, keyword, provenance.time)
-    for item in sr.get("ContributingEquipmentSequence", []):
-        if "ContributionDateTime" in item:
-            item.ContributionDateTime = provenance.date + provenance.time
-    sr.SeriesDescription = description[:64]
-    sr.CodingSchemeIdentificationSequence = list(
-        schemes if schemes is not None else _default_schemes()
-    )
-    return sr
-
-
 def encode_sr(
     volume: CTVolume,
     qa: SeriesQA,
     segs: Sequence[Dataset],
     catalog: Catalog,
     provenance: Provenance,
+    *,
+    references: Mapping[str, tuple[Dataset, int]] | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The TID 1500 Measurement Report of one series' QA (see the module docstring).
 
@@ -342,6 +195,10 @@ def encode_sr(
         Matches the SEGs' segments to structures by their codes.
     provenance
         Algorithm, version and timestamp: UIDs and dates follow from it.
+    references
+        Structure name -> (SEG, segment number) as the encoder made them
+        (:func:`omas_idc.run.finish.segment_table`); without it the SEGs' segments are matched
+        to the catalog by their codes.
 
     Raises
     ------
@@ -355,7 +212,8 @@ def encode_sr(
             series_instance_uid=series_uid or None,
             reason="no-seg",
         )
-    references = segment_references(segs, catalog, series_uid)
+    if references is None:
+        references = segment_references(segs, catalog, series_uid)
     algorithm = hd.sr.AlgorithmIdentification(
         name=provenance.name[:64],
         version=provenance.model_version[:64] or "unknown",
