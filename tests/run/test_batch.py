@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +20,23 @@ from omas_idc.errors import ConfigurationError
 from omas_idc.resources import pipelines_dir
 from omas_idc.run.batch import (
     CONFIGURATION_EXIT_CODE,
+    GPU_TYPES,
     PREEMPTION_EXIT_CODE,
     WORK_DIR,
     BatchJobOptions,
     default_job_id,
+    job_json,
+    machine_table,
     render_job,
     submit_job,
     validate_job,
 )
+from omas_idc.run.batch.machines import parse_machine_table
+from omas_idc.run.batch.render import write_config_script
 from omas_idc.run.config import load_config
 
 NLST = pipelines_dir() / "nlst.toml"
+RECORDED = Path(__file__).parent / "batch_jobs"
 IMAGE = "us-docker.pkg.dev/my-project/omas/omas-idc:0.1.0"
 SECRETS = {
     "hmac_key_id_secret": "projects/my-project/secrets/omas-hmac-id",
@@ -125,6 +132,14 @@ def test_config_writer_reproduces_the_file_and_refuses_a_corrupted_one(tmp_path:
     assert done.returncode == 0
     assert load_config(target) == load_config(NLST)
     assert target.read_bytes() == NLST.read_bytes()
+    # A retried task on the same VM writes again: the file is replaced, no temporary is left.
+    target.write_text("half a file", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **variables}, check=False
+    )
+    assert done.returncode == 0
+    assert target.read_bytes() == NLST.read_bytes()
+    assert list(target.parent.iterdir()) == [target]
     variables["OMAS_IDC_CONFIG_TOML"] = variables["OMAS_IDC_CONFIG_TOML"][:100]
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -189,7 +204,7 @@ def test_cpu_standard_job_has_no_accelerator_or_drivers() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"gpu_type": "nvidia-tesla-t5"}, "did you mean 'nvidia-tesla-t4'"),
+        ({"gpu_type": "nvidia-tesla-t5"}, "Did you mean 'nvidia-tesla-t4'"),
         ({"gpu_type": "nvidia-tesla-t4"}, "g2-standard-8 takes nvidia-l4"),
         ({"machine_type": "g2-standard-24"}, "2 GPU"),
         ({"machine_type": "n2-standard-8"}, "takes no GPU"),
@@ -210,11 +225,118 @@ def test_invalid_options_say_what_to_change(changes: dict[str, Any], message: st
 def test_unknown_machine_needs_explicit_resources() -> None:
     with pytest.raises(ConfigurationError, match="--cpu-milli"):
         render_job(NLST, options(machine_type="g2-custom-9", cpu_milli=None))
+    with pytest.raises(ConfigurationError, match="Did you mean 'g2-standard-8'"):
+        render_job(NLST, options(machine_type="g2-standrd-8"))
     job = render_job(NLST, options(machine_type="g2-custom-9", cpu_milli=8000, memory_mib=30000))
     assert job["taskGroups"][0]["taskSpec"]["computeResource"] == {
         "cpuMilli": 8000,
         "memoryMib": 30000,
     }
+
+
+# Jobs rendered before run/batch.py became a package (tests/run/batch_jobs/), with the parts
+# that follow other files masked: the config writer's code, the configuration and its hash,
+# omas-idc's version.
+NOKEYS = {"mount_bucket": True, "hmac_key_id_secret": None, "hmac_secret_secret": None}
+RECORDED_JOBS: dict[str, dict[str, Any]] = {
+    "default_l4": {},
+    "cpu_standard": {
+        "spot": False,
+        "gpu_count": 0,
+        "machine_type": "n2-highmem-8",
+        "max_retries": 5,
+    },
+    "n1_t4": {
+        "machine_type": "n1-standard-8",
+        "gpu_type": "nvidia-tesla-t4",
+        "gpu_count": 2,
+        **NOKEYS,
+    },
+    "region_sa": {
+        "region": "us-central1",
+        "service_account": "runner@my-project.iam.gserviceaccount.com",
+    },
+    "a3_unknown_resources": {
+        "machine_type": "a3-highgpu-8g",
+        "gpu_type": "nvidia-h100-80gb",
+        "gpu_count": 8,
+        "cpu_milli": 200000,
+        "memory_mib": 1800000,
+        "bucket": "gs://omas-release/",
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECORDED_JOBS))
+def test_rendered_job_equals_the_recorded_one(case: str) -> None:
+    text = job_json(render_job(NLST, options(**RECORDED_JOBS[case])))
+    config = NLST.read_text(encoding="utf-8")
+    digest = hashlib.sha256(config.encode()).hexdigest()
+    text = text.replace(json.dumps(write_config_script())[1:-1], "<write_config.py>")
+    text = text.replace(json.dumps(config)[1:-1], "<nlst.toml>")
+    text = text.replace(digest, "<sha256>").replace(digest[:16], "<sha256[:16]>")
+    text = re.sub(r'"omas-idc-version": "[^"]*"', '"omas-idc-version": "<version>"', text)
+    assert text == (RECORDED / f"{case}.json").read_text(encoding="utf-8")
+
+
+def test_machine_table_keeps_the_gpus_and_resources_of_each_type() -> None:
+    assert GPU_TYPES == (
+        "nvidia-tesla-t4",
+        "nvidia-tesla-p4",
+        "nvidia-tesla-p100",
+        "nvidia-tesla-v100",
+        "nvidia-l4",
+        "nvidia-tesla-a100",
+        "nvidia-a100-80gb",
+        "nvidia-h100-80gb",
+        "nvidia-h100-mega-80gb",
+        "nvidia-h200-141gb",
+    )
+    table = machine_table()
+    assert table.gpus_taken("n1-highmem-8") == GPU_TYPES[:4]
+    assert table.gpus_taken("a3-megagpu-8g") == ("nvidia-h100-mega-80gb",)
+    assert table.gpus_taken("n2-standard-8") is None
+    # 90 % of the machine's vCPUs and memory for the task.
+    resources = {
+        "g2-standard-48": (43200, int(192 * 1024 * 0.9)),
+        "a2-highgpu-2g": (21600, int(170 * 1024 * 0.9)),
+        "n1-standard-4": (3600, int(15 * 1024 * 0.9)),
+    }
+    for machine_type, expected in resources.items():
+        gpu = table.machines[machine_type]
+        job_options = options(
+            machine_type=machine_type,
+            gpu_type=gpu.gpu_type or "nvidia-tesla-t4",
+            gpu_count=gpu.gpu_count or 1,
+        )
+        assert job_options.compute_resource() == expected
+    # A family without listed machine types still takes its GPU, if the resources are given.
+    render_job(
+        NLST,
+        options(
+            machine_type="a2-megagpu-16g",
+            gpu_type="nvidia-tesla-a100",
+            gpu_count=16,
+            cpu_milli=90000,
+            memory_mib=1_000_000,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("g2,g2-standard-4,4,16,nvidia-tesla-t4,1", "no row of family g2"),
+        ("a2-highgpu,g2-standard-4,4,16,nvidia-l4,1", "of family g2, not a2-highgpu"),
+        ("g2,,,,,", "needs a GPU type"),
+        ("g2,g2-standard-4,four,16,nvidia-l4,1", "vcpus and gpu_count are integers"),
+    ],
+)
+def test_machine_table_refuses_inconsistent_rows(row: str, message: str) -> None:
+    text = "# a comment\nfamily,machine_type,vcpus,memory_gb,gpu_type,gpu_count\n"
+    text += f"g2,,,,nvidia-l4,\nn1,,,,nvidia-tesla-t4,\n{row}\n"
+    with pytest.raises(ConfigurationError, match=message):
+        parse_machine_table(text, "test.csv")
 
 
 def test_invalid_configuration_is_refused_before_rendering(tmp_path: Path) -> None:
@@ -276,7 +398,25 @@ def test_render_command_prints_valid_json(tmp_path: Path) -> None:
     assert json.loads(output.read_text())["taskGroups"][0]["taskCount"] == 8
     result = CliRunner().invoke(app, [*arguments, "--gpu-type", "nvidia-tesla-t5"])
     assert result.exit_code == CONFIGURATION_EXIT_CODE
-    assert "did you mean" in result.output
+    assert "Did you mean 'nvidia-tesla-t4'" in " ".join(result.output.split())  # rich wraps
+
+
+def test_render_and_submit_take_the_same_job_options() -> None:
+    from typer.main import get_command
+
+    group = get_command(app).commands["batch"]  # type: ignore[attr-defined]
+    render, submit = group.commands["render"], group.commands["submit"]
+    render_options = {p.name for p in render.params} - {"output", "region"}
+    submit_options = {p.name for p in submit.params} - {"project", "region", "job_id"}
+    assert render_options == submit_options
+    assert {"config", "tasks", "image", "bucket", "gpu_type", "hmac_secret_secret"} <= (
+        render_options
+    )
+    arguments = ["batch", "submit", "--config", "nlst", "--tasks", "8", "--image", IMAGE]
+    arguments += ["--bucket", "omas-release", "--project", "p", "--region", "r"]
+    result = CliRunner().invoke(app, [*arguments, "--gpu-type", "nvidia-tesla-t5"])
+    assert result.exit_code == CONFIGURATION_EXIT_CODE
+    assert "Did you mean 'nvidia-tesla-t4'" in " ".join(result.output.split())  # rich wraps
 
 
 class RecordingClient:
