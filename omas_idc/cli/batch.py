@@ -132,6 +132,7 @@ def render(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON here."),
 ) -> None:
     """Print (or write) the Cloud Batch job as JSON, for review or `gcloud batch jobs submit`."""
+    from omas_idc.atomic import atomic_write_text
     from omas_idc.errors import OmasIdcError
     from omas_idc.run.batch import job_json
 
@@ -142,7 +143,7 @@ def render(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        atomic_write_text(output, text)
         err_console.print(f"wrote {output}")
 
 
