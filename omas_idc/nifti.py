@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
+from omas_idc.atomic import atomic_write_with
 from omas_idc.geometry import VolumeGeometry, lps_to_ras
 from omas_idc.volume import CTVolume
 
@@ -104,9 +105,7 @@ def write_nifti(
     image = array_to_nifti(array, geometry, allow_sheared=allow_sheared)
     target = os.fspath(path)
     suffix = ".nii.gz" if target.endswith(".nii.gz") else ".nii"
-    tmp = f"{target}.partial{suffix}"
-    nib.save(image, tmp)
-    os.replace(tmp, target)
+    atomic_write_with(target, lambda temporary: nib.save(image, temporary), suffix=suffix)
     logger.debug("wrote %s (%s, %s)", target, array.dtype, array.shape)
 
 

@@ -12,9 +12,7 @@ is byte for byte what ``Dataset.save_as`` writes (tests/encode/test_write.py).
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +20,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
+
+from omas_idc.atomic import atomic_output
 
 __all__ = ["write_dataset"]
 
@@ -62,16 +62,6 @@ def _save(dataset: Dataset, stream: BinaryIO) -> None:
 
 def write_dataset(dataset: Dataset, path: str | Path) -> Path:
     """Write ``dataset`` to ``path`` (DICOM Part 10) atomically; return the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            _save(dataset, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    with atomic_output(path) as stream:
+        _save(dataset, stream)
+    return Path(path)

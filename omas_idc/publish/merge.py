@@ -19,14 +19,13 @@ out of core and compares NaN equal to NaN.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omas_idc.atomic import atomic_write_with
 from omas_idc.errors import ConfigurationError, QAError
 
 __all__ = [
@@ -313,20 +312,17 @@ def merge_release_tables(
             if hasattr(result, "to_arrow_reader")
             else result.fetch_record_batch(_BATCH_ROWS)
         )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(handle)
         rows_written = 0
-        try:
+
+        def write(temporary: Path) -> None:
+            nonlocal rows_written
             with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
                 for batch in reader:
                     table = pa.Table.from_batches([batch]).cast(schema)
                     writer.write_table(table)
                     rows_written += table.num_rows
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+
+        atomic_write_with(target, write)
     finally:
         con.close()
     report = MergeReport(

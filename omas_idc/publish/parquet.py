@@ -9,12 +9,11 @@ renamed, so that a reader never sees half a file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from omas_idc.atomic import atomic_write_with
 from omas_idc.catalog.model import Code, Structure
 from omas_idc.errors import OmasIdcError
 
@@ -103,14 +102,6 @@ def write_rows(
         arrow_table = pa.Table.from_pylist([dict(r) for r in rows], schema=arrow_schema(fields))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise error(f"{table} rows do not fit the schema: {err}", reason="schema") from err
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        pq.write_table(arrow_table, temporary, compression="zstd")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_with(
+        path, lambda temporary: pq.write_table(arrow_table, temporary, compression="zstd")
+    )

@@ -23,7 +23,7 @@ For each manifest case (:mod:`omas_idc.release.manifest`):
    algorithm identification; SEMIAUTOMATIC/AUTOMATIC ones the dataset's algorithm name and
    version) and whose ContentCreatorName is the annotator; the status of every structure
    goes into a TID 1500 report (:mod:`omas_idc.encode.annotation_sr`) and into the
-   annotations table (:mod:`omas_idc.publish.annotations_table`).
+   annotations table (:mod:`omas_idc.release.annotations_table`).
 
 The universe is, by default, the union of the label tables of the datasets the manifest uses
 (``"manifest"``); ``"cads"`` takes every structure CADS segments, ``"catalog"`` the whole
@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -58,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
+from omas_idc.atomic import atomic_write_text
 from omas_idc.catalog.model import Catalog, Structure
 from omas_idc.encode import LAYOUTS, EncodedSeg, encode_binary, encode_labelmaps, write_dataset
 from omas_idc.encode.annotation_sr import (
@@ -71,6 +70,7 @@ from omas_idc.labelmap import TaskLabelMap
 from omas_idc.release.errors import ReleaseError
 from omas_idc.release.labeltables import AnnotatedDataset, DatasetRegistry
 from omas_idc.release.manifest import ManifestCase
+from omas_idc.release.released import ReleasedCase
 from omas_idc.release.matching import (
     SeriesIndex,
     annotated_region,
@@ -123,7 +123,8 @@ def structure_universe(
     return tuple(
         s
         for s in catalog.structures
-        if s.name in annotated or (mode == "cads" and s.cads is not None)
+        if s.name in annotated
+        or (mode in catalog.models() and catalog.label_of(s.name, mode) is not None)
     )
 
 
@@ -148,19 +149,6 @@ class PreparedCase:
     def covers_series(self) -> bool:
         """Whether the label map covers the whole series (absence is then known)."""
         return self.annotated_region is None
-
-
-@dataclass(frozen=True, eq=False)
-class ReleasedCase:
-    """A released case: its SEG (``None`` where nothing is present), SR and statuses."""
-
-    case: ManifestCase
-    dataset: AnnotatedDataset
-    volume: CTVolume
-    statuses: tuple[StructureStatus, ...]
-    seg: EncodedSeg | None
-    sr: Dataset
-    match_method: str
 
 
 @dataclass(frozen=True)
@@ -443,16 +431,7 @@ def encode_case(
 
 
 def _write_json(data: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _refused(case: ManifestCase, err: Exception) -> CaseOutcome:
@@ -500,7 +479,7 @@ def release_annotations(
     list of CaseOutcome
         One per case, in manifest order (also written to ``outcomes.json``).
     """
-    from omas_idc.publish.annotations_table import annotation_rows, write_annotations_table
+    from omas_idc.release.annotations_table import annotation_rows, write_annotations_table
 
     used = {c.dataset for c in cases}
     universe = structure_universe(

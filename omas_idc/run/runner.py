@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from omas_idc import __version__
+from omas_idc.atomic import atomic_write_text
 from omas_idc.encode import SegLayout
 from omas_idc.errors import ConfigurationError
 from omas_idc.publish.locations import open_store
@@ -269,7 +270,7 @@ def execute_run(
     """
     import pyarrow.parquet as pq
 
-    from omas_idc.catalog import load_catalog
+    from omas_idc.run.engine_setup import model_catalog
 
     request.work_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(request.out, endpoint_url=request.endpoint_url)
@@ -296,7 +297,7 @@ def execute_run(
             store=store,
             engine=engine,
             model=model,
-            catalog=load_catalog(),
+            catalog=model_catalog(request.config.model),
             options=options,
             load_series=_loader(request),
             read_volume=_read,
@@ -324,7 +325,7 @@ def execute_run(
         **summary.as_dict(),
     }
     report_path = request.work_dir / f"run-report-{request.shard[0]}-of-{request.shard[1]}.json"
-    report_path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(report_path, json.dumps(report, indent=1, sort_keys=True) + "\n")
     store.put_side_file(None, f"reports/{report_path.name}", report_path)
     return RunResult(
         summary=summary, report_path=report_path, release_table=table_url, counts=counts
