@@ -54,7 +54,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataset import Dataset
 
 from omas_idc.atomic import atomic_write_text
 from omas_idc.catalog.model import Catalog, Structure
@@ -70,7 +69,6 @@ from omas_idc.labelmap import TaskLabelMap
 from omas_idc.release.errors import ReleaseError
 from omas_idc.release.labeltables import AnnotatedDataset, DatasetRegistry
 from omas_idc.release.manifest import ManifestCase
-from omas_idc.release.released import ReleasedCase
 from omas_idc.release.matching import (
     SeriesIndex,
     annotated_region,
@@ -78,6 +76,7 @@ from omas_idc.release.matching import (
     labels_on_grid,
     read_label_nifti,
 )
+from omas_idc.release.released import ReleasedCase
 from omas_idc.volume import CTVolume
 
 __all__ = [

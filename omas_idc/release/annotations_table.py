@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omas_idc import __version__
 from omas_idc.encode.annotation_sr import AnnotationStatus
@@ -25,9 +25,7 @@ from omas_idc.publish.parquet import (
     structure_code_columns,
     write_rows,
 )
-
-if TYPE_CHECKING:
-    from omas_idc.release.annotations import ReleasedCase
+from omas_idc.release.released import ReleasedCase
 
 __all__ = ["annotation_rows", "annotations_schema", "write_annotations_table"]
 
