@@ -20,7 +20,8 @@ from omas_idc.read.files import (
     group_by_series,
     scan_files,
 )
-from omas_idc.read.slices import SliceRecord, slices_of
+from omas_idc.read.records import slices_of
+from omas_idc.read.slices import SliceRecord
 from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
 __all__ = [

@@ -1,7 +1,8 @@
 """One record per slice: where it lies, how its stored values map to HU, where its pixels are.
 
-A single-frame CT image gives one record; an Enhanced or Legacy Converted Enhanced CT image
-gives one per frame (see :mod:`omas_idc.read.multiframe`).
+A single-frame CT image gives one record (:func:`single_frame_record`); an Enhanced or Legacy
+Converted Enhanced CT image gives one per frame (:mod:`omas_idc.read.multiframe`);
+:func:`omas_idc.read.records.slices_of` picks the one that applies.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from pydicom.dataset import Dataset
 from omas_idc.errors import SeriesGeometryError
 from omas_idc.read.files import DicomFile
 
-__all__ = ["SliceRecord", "slices_of"]
+__all__ = [
+    "SliceRecord",
+    "decimals",
+    "float_tuple",
+    "image_type_of",
+    "optional_float",
+    "single_frame_record",
+]
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,8 @@ def image_type_of(value: object) -> tuple[str, ...]:
     return tuple(str(v).upper() for v in value)  # type: ignore[attr-defined]
 
 
-def _single_frame(f: DicomFile) -> SliceRecord:
+def single_frame_record(f: DicomFile) -> SliceRecord:
+    """The slice record of a single-frame CT image (PS3.3 C.7.6.2, C.11.1.1.2)."""
     ds = f.dataset
     uid = f.series_instance_uid
     slope = optional_float(ds, "RescaleSlope")
@@ -148,12 +157,3 @@ def _single_frame(f: DicomFile) -> SliceRecord:
         image_type=f.image_type,
         slice_thickness=optional_float(ds, "SliceThickness"),
     )
-
-
-def slices_of(f: DicomFile) -> list[SliceRecord]:
-    """The slice records of one CT file (one per frame for multi-frame objects)."""
-    from omas_idc.read.multiframe import frames_of, is_multiframe
-
-    if is_multiframe(f.dataset):
-        return frames_of(f)
-    return [_single_frame(f)]

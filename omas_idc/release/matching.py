@@ -42,7 +42,7 @@ from omas_idc.gridmatch import GridMismatch, find_grid_mapping, map_onto_grid
 from omas_idc.nifti import read_nifti
 from omas_idc.read import SeriesFiles, list_series, read_series
 from omas_idc.read.checks import build_geometry, drop_localizers
-from omas_idc.read.slices import slices_of
+from omas_idc.read.records import slices_of
 from omas_idc.release.errors import ReleaseError
 from omas_idc.release.manifest import ManifestCase
 from omas_idc.volume import CTVolume
