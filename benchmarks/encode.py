@@ -72,8 +72,9 @@ def _prepare(work: Path, shape: tuple[int, int, int], suffix: str) -> None:
     maps: dict[tuple[str, str], dict[int, int]] = {}
     for value in (int(v) for v in np.unique(reference) if v):
         structure = catalog.by_model_label("totalseg", "total", value)
-        if structure.cads is not None:
-            key, label = ("cads", str(structure.cads.task)), structure.cads.label
+        cads = catalog.label_of(structure.name, "cads")
+        if cads is not None:
+            key, label = ("cads", cads.task), cads.label
         else:
             key, label = ("totalseg", "total"), value
         maps.setdefault(key, {})[value] = label

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ import pytest
 from omas_idc.catalog import (
     Catalog,
     Code,
+    LabelRow,
     Structure,
-    default_catalog_path,
+    builtin_labels,
+    default_structures_path,
     load_catalog,
     part16,
-    read_catalog_csv,
+    read_structures_csv,
     validate_structures,
 )
 from omas_idc.errors import CatalogError
@@ -28,7 +31,12 @@ RIGHT = Code("24028007", "SCT", "Right")
 
 @pytest.fixture(scope="module")
 def structures() -> list[Structure]:
-    return read_catalog_csv(default_catalog_path())
+    return read_structures_csv(default_structures_path())
+
+
+@pytest.fixture(scope="module")
+def labels() -> list[LabelRow]:
+    return builtin_labels()
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +61,10 @@ def _rules(rows: list[Structure], name: str | None = None) -> set[str]:
 
 
 def test_shipped_catalog_passes_every_rule_and_its_sources_check_out(
-    structures: list[Structure], coding: Path
+    structures: list[Structure], labels: list[LabelRow], coding: Path
 ) -> None:
-    report = validate_structures(structures, reference_dir=coding)
+    assert {row.model for row in labels} == {"cads", "totalseg", "omas-demo"}
+    report = validate_structures(structures, labels, reference_dir=coding)
     assert report.errors == []
     assert report.sources_checked
 
@@ -71,8 +80,8 @@ def test_every_cads_class_resolves_to_its_structure(coding: Path) -> None:
     for _, internal, _, task, label, _ in rows:
         by_number = catalog.by_model_label("cads", int(task), int(label))
         assert by_number is catalog.by_model_label("cads", task, internal)
-        assert by_number.cads is not None
-        assert by_number.cads.name == internal
+        assert catalog.label_row("cads", task, int(label)).label_name == internal
+        assert catalog.label_of(by_number.name, "cads") == catalog.label_row("cads", task, internal)
     assert sum(len(catalog.labels_for("cads", t)) for t in range(551, 560)) == 167
 
 
@@ -86,8 +95,9 @@ def test_every_totalsegmentator_total_class_resolves(shared_data: Path) -> None:
     assert len(class_map) == 117
     for label, name in class_map.items():
         structure = catalog.by_model_label("totalseg", "total", int(label))
-        assert structure.totalseg is not None
-        assert structure.totalseg.name == name
+        row = catalog.label_of(structure.name, "totalseg")
+        assert row is not None
+        assert row.label_name == name
     assert list(catalog.labels_for("totalseg", "total")) == list(range(1, 118))
 
 
@@ -107,7 +117,10 @@ def test_each_cads_idc_disagreement_is_resolved_with_a_reason(coding: Path) -> N
 
 
 def _cads_names(catalog: Catalog, task: int) -> set[str]:
-    return {s.cads.name for s in catalog.labels_for("cads", task).values() if s.cads}
+    return {
+        catalog.label_row("cads", task, label).label_name
+        for label in catalog.labels_for("cads", task)
+    }
 
 
 def test_outside_part16_types_are_listed_with_a_source(structures: list[Structure]) -> None:
@@ -147,8 +160,7 @@ def test_one_row_serves_both_models_where_they_segment_the_same_structure() -> N
 def test_body_outline_has_a_part16_code_and_no_model_label() -> None:
     body = load_catalog().by_name("body")
     assert (body.type.value, body.type.meaning) == ("38266002", "Entire body")
-    assert body.cads is None
-    assert body.totalseg is None
+    assert load_catalog().labels_of(body.name) == ()
     assert "Structure of" in body.notes
 
 
@@ -230,13 +242,54 @@ def test_placeholder_code_is_reported(structures: list[Structure]) -> None:
     assert "code" in _rules(rows, "liver")
 
 
-def test_unmapped_label_is_reported(structures: list[Structure]) -> None:
-    rows = [s for s in structures if s.name != "sacrum"]  # CADS 554/11 and total 25
-    issues = [i for i in validate_structures(rows).errors if i.rule == "labels"]
+def test_unmapped_label_is_reported(structures: list[Structure], labels: list[LabelRow]) -> None:
+    rows = [row for row in labels if row.structure != "sacrum"]  # CADS 554/11 and total 25
+    issues = [i for i in validate_structures(structures, rows).errors if i.rule == "labels"]
     assert {str(i) for i in issues} == {
         "cads 554: [labels] label 11 is not mapped",
         "totalseg total: [labels] label 25 is not mapped",
     }
+
+
+def test_label_of_an_unknown_structure_is_reported(
+    structures: list[Structure], labels: list[LabelRow]
+) -> None:
+    rows = [s for s in structures if s.name != "sacrum"]
+    issues = [i for i in validate_structures(rows, labels).errors if i.rule == "labels"]
+    assert {str(i) for i in issues} == {
+        "cads 554: [labels] label 11 (sacrum) names the unknown structure 'sacrum'. Did you "
+        "mean 'sternum'?",
+        "totalseg total: [labels] label 25 (sacrum) names the unknown structure 'sacrum'. Did "
+        "you mean 'sternum'?",
+    }
+    with pytest.raises(CatalogError, match="not in the catalog"):
+        Catalog(rows, labels)
+
+
+def test_repeated_label_and_label_name_are_reported(
+    structures: list[Structure], labels: list[LabelRow]
+) -> None:
+    spleen = next(r for r in labels if r.model == "cads" and r.structure == "spleen")
+    twice = dataclasses.replace(spleen, structure="liver")
+    issues = validate_structures(structures, [*labels, twice]).errors
+    assert [(i.rule, i.name) for i in issues if i.rule == "labels"] == [
+        ("labels", "liver"),
+        ("labels", "cads 551"),
+    ]
+    with pytest.raises(CatalogError, match="cads task 551 label 1 is given to both"):
+        Catalog(structures, [*labels, twice])
+
+
+def test_wrong_label_name_against_the_cads_class_list_is_reported(
+    structures: list[Structure], labels: list[LabelRow], coding: Path
+) -> None:
+    rows = [
+        dataclasses.replace(r, label_name="milz") if r.label_name == "spleen" else r for r in labels
+    ]
+    issues = validate_structures(structures, rows, reference_dir=coding).errors
+    assert [str(i) for i in issues] == [
+        "spleen: [labels] cads task 551 label 1 is not 'milz' in cads_classes.txt"
+    ]
 
 
 def test_code_outside_part16_needs_a_source_that_gives_it(
@@ -257,11 +310,15 @@ def test_category_outside_cid7150_is_reported(structures: list[Structure]) -> No
     assert "category" in _rules(_replace(structures, "liver", category=body_structure))
 
 
-def test_indistinct_colours_in_one_label_map_are_reported(structures: list[Structure]) -> None:
+def test_indistinct_colours_in_one_label_map_are_reported(
+    structures: list[Structure], labels: list[LabelRow]
+) -> None:
     left = _by_name(structures, "kidney_left")
     rows = _replace(structures, "kidney_right", color_rgb=left.color_rgb)
-    issues = validate_structures(rows).errors
-    assert {i.rule for i in issues} == {"color"}  # in CADS task 551 and in TotalSegmentator
+    issues = validate_structures(rows, labels).errors
+    assert {i.rule for i in issues} == {"color"}
+    label_maps = {re.search(r"in the (.+) label map", i.message).group(1) for i in issues}  # type: ignore[union-attr]
+    assert label_maps == {"cads 551", "totalseg total", "omas-demo 900"}
     assert "kidney_right" in str(issues[0])
     assert "kidney_left" in str(issues[0])
 
@@ -273,7 +330,7 @@ def test_catalog_refuses_ambiguous_lookups(structures: list[Structure]) -> None:
 
 
 def test_row_without_a_type_is_refused(tmp_path: Path) -> None:
-    text = default_catalog_path().read_text().splitlines()
+    text = default_structures_path().read_text().splitlines()
     header, first = text[0], text[1].split(",")
     columns = header.split(",")
     for part in ("code", "scheme", "meaning"):
@@ -281,4 +338,4 @@ def test_row_without_a_type_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "catalog.csv"
     path.write_text("\n".join([header, ",".join(first)]) + "\n")
     with pytest.raises(CatalogError, match="never a placeholder"):
-        read_catalog_csv(path)
+        read_structures_csv(path)

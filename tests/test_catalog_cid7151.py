@@ -10,7 +10,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from omas_idc.catalog import Code, Structure, default_catalog_path, part16, read_catalog_csv
+from omas_idc.catalog import (
+    Code,
+    Structure,
+    default_structures_path,
+    part16,
+    read_structures_csv,
+)
 from omas_idc.catalog.validate import OUTSIDE_CID7151, validate_structures
 from omas_idc.cli import catalog as catalog_cli
 
@@ -20,7 +26,7 @@ UVULA = Code("26140008", "SCT", "uvula")
 
 @pytest.fixture(scope="module")
 def structures() -> list[Structure]:
-    return read_catalog_csv(default_catalog_path())
+    return read_structures_csv(default_structures_path())
 
 
 def _replace(rows: list[Structure], name: str, **changes: object) -> list[Structure]:
@@ -85,7 +91,7 @@ def test_allowed_row_recoded_into_cid7151_passes(structures: list[Structure]) ->
 def test_validate_command_refuses_a_catalog_with_an_unlisted_out_of_cid7151_type(
     tmp_path: Path,
 ) -> None:
-    lines = default_catalog_path().read_text().splitlines()
+    lines = default_structures_path().read_text().splitlines()
     columns = lines[0].split(",")
     for i, line in enumerate(lines):
         if line.startswith("liver,"):

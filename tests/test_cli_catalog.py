@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from omas_idc.catalog import default_catalog_path
+from omas_idc.catalog import default_structures_path
 from omas_idc.cli import catalog as catalog_cli
 
 
@@ -41,7 +41,7 @@ def test_validate_passes_and_lists_codes_outside_part16(
 
 
 def test_validate_fails_on_a_broken_catalog(app: typer.Typer, tmp_path: Path) -> None:
-    text = default_catalog_path().read_text()
+    text = default_structures_path().read_text()
     bad = tmp_path / "catalog.csv"
     bad.write_text(text.replace("Gluteus minimus muscle", "Gluteus minius muscle", 1))
     result = CliRunner().invoke(

@@ -1,57 +1,34 @@
-"""The structure catalog: rows of ``dicom_templates/catalog.csv`` as frozen dataclasses.
+"""The structure catalog as frozen dataclasses: structures, model label rows, and their indexes.
 
 The catalog is the one place where a model label maps to a structure, and where a structure
 gets its SNOMED CT coding (PS3.3 C.8.20.2 Segment Description: category, type, type modifier,
-anatomic region and its modifier) and display colour. A DICOM SEG segment is matched back to
-the catalog by its codes (:meth:`Catalog.by_codes`), never by its label text.
+anatomic region and its modifier) and display colour. Structures and model labels are two
+tables (:mod:`omas_idc.catalog.tables` reads them): one row per structure, and one row per
+(model, task, label) naming its structure, so that a new model family is rows of data. A DICOM
+SEG segment is matched back to the catalog by its codes (:meth:`Catalog.by_codes`), never by
+its label text.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
-import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from omas_idc.choices import did_you_mean, suggestion
 from omas_idc.errors import CatalogError
-from omas_idc.resources import template_path
 
 __all__ = [
-    "MODELS",
-    "CadsLabel",
+    "CODE_FIELDS",
     "Catalog",
     "Code",
+    "LabelRow",
     "Structure",
     "StructureKey",
-    "TotalSegLabel",
-    "load_catalog",
-    "read_catalog_csv",
 ]
 
-#: The models whose labels the catalog maps, and the tasks of each.
-MODELS: dict[str, tuple[str, ...]] = {
-    "cads": tuple(str(task) for task in range(551, 560)),
-    "totalseg": ("total",),
-}
-
-#: The coded attributes of a row, in column order (each has _code, _scheme, _meaning columns).
+#: The coded attributes of a structure (each has _code, _scheme, _meaning columns).
 CODE_FIELDS = ("category", "type", "type_modifier", "region", "region_modifier")
-
-COLUMNS = (
-    "name",
-    "cads_task",
-    "cads_label",
-    "cads_name",
-    "totalseg_label",
-    "totalseg_name",
-    *(f"{field}_{part}" for field in CODE_FIELDS for part in ("code", "scheme", "meaning")),
-    "color_rgb",
-    "outside_part16_source",
-    "notes",
-)
 
 #: (type scheme, type value, modifier value, region value, region modifier value)
 StructureKey = tuple[str, str, "str | None", "str | None", "str | None"]
@@ -70,26 +47,33 @@ class Code:
 
 
 @dataclass(frozen=True)
-class CadsLabel:
-    """A CADS class: nnU-Net task (551-559), label within the task, and CADS' internal name."""
+class LabelRow:
+    """One model label: which structure label ``label`` of ``model``'s task ``task`` is.
 
-    task: int
+    Attributes
+    ----------
+    model
+        The model family's card name (``"cads"``, ``"totalseg"``, a user's name).
+    task
+        The task id as the family's card names it (``"551"``, ``"total"``).
+    label
+        The label value in the task's label map (1 and up; 0 is background).
+    label_name
+        The model's own name of the label (its ``dataset.json`` name).
+    structure
+        The catalog structure's name.
+    """
+
+    model: str
+    task: str
     label: int
-    name: str
-
-
-@dataclass(frozen=True)
-class TotalSegLabel:
-    """A TotalSegmentator class of the ``total`` task: label (1-117) and name."""
-
-    label: int
-    name: str
-    task: str = "total"
+    label_name: str
+    structure: str
 
 
 @dataclass(frozen=True)
 class Structure:
-    """One row of the catalog: a structure, its coding, colour and model labels.
+    """One structure of the catalog: its coding and colour (its model labels are rows).
 
     Attributes
     ----------
@@ -103,8 +87,6 @@ class Structure:
         Anatomic region and its laterality, for findings coded by location (kidney cysts).
     color_rgb
         Recommended display colour, 8-bit RGB.
-    cads, totalseg
-        The model labels that map to this structure, or ``None``.
     outside_part16_source
         For a type code outside DICOM Part 16: the reference mapping(s) that give it with this
         meaning; ``None`` where the type is a Part 16 concept.
@@ -119,8 +101,6 @@ class Structure:
     region: Code | None
     region_modifier: Code | None
     color_rgb: tuple[int, int, int]
-    cads: CadsLabel | None
-    totalseg: TotalSegLabel | None
     outside_part16_source: str | None
     notes: str
 
@@ -140,163 +120,69 @@ class Structure:
         """Whether the type code is valid SNOMED CT but not in the DICOM Part 16 dictionary."""
         return self.outside_part16_source is not None
 
-    def models(self) -> tuple[str, ...]:
-        """The models that have a label for this structure."""
-        return tuple(m for m, lab in (("cads", self.cads), ("totalseg", self.totalseg)) if lab)
 
-
-def _code(row: dict[str, str], field: str, where: str) -> Code | None:
-    value, scheme, meaning = (
-        row[f"{field}_{part}"].strip() for part in ("code", "scheme", "meaning")
-    )
-    if not (value or scheme or meaning):
-        return None
-    if not (value and scheme and meaning):
+def _add(index: dict[Any, Any], key: object, value: Any, what: str, name: str) -> None:
+    if key in index:
+        first = index[key]
+        first_name = first.name if isinstance(first, Structure) else first.structure
         raise CatalogError(
-            f"{where}: {field} needs code, scheme and meaning, got ({value!r}, {scheme!r}, "
-            f"{meaning!r}); fill in all three or leave all three empty"
+            f"{what} is given to both {first_name!r} and {name!r}; each must identify one structure"
         )
-    return Code(value, scheme, meaning)
-
-
-def _int(text: str, column: str, where: str) -> int:
-    try:
-        return int(text)
-    except ValueError as err:
-        raise CatalogError(f"{where}: {column} must be an integer, got {text!r}") from err
-
-
-def _color(text: str, where: str) -> tuple[int, int, int]:
-    parts = text.split()
-    if len(parts) != 3 or not all(p.isdigit() and 0 <= int(p) <= 255 for p in parts):
-        raise CatalogError(
-            f"{where}: color_rgb must be three integers 0-255 separated by spaces, got {text!r}"
-        )
-    return int(parts[0]), int(parts[1]), int(parts[2])
-
-
-def parse_row(row: dict[str, str], where: str = "row") -> Structure:
-    """Build a :class:`Structure` from one CSV row (a dict of the catalog's columns).
-
-    Raises
-    ------
-    CatalogError
-        If a column is missing or malformed; the message names the row and the column.
-    """
-    missing = [c for c in COLUMNS if c not in row]
-    if missing:
-        raise CatalogError(f"{where}: missing columns {missing}")
-    name = row["name"].strip()
-    where = f"{where} ({name or 'no name'})"
-    if not name:
-        raise CatalogError(f"{where}: every structure needs a name")
-    category = _code(row, "category", where)
-    type_ = _code(row, "type", where)
-    if category is None or type_ is None:
-        raise CatalogError(
-            f"{where}: category and type are required; an unmapped label is an error, "
-            "never a placeholder: code the structure or remove the label"
-        )
-    cads = None
-    if row["cads_task"].strip() or row["cads_label"].strip() or row["cads_name"].strip():
-        cads = CadsLabel(
-            _int(row["cads_task"], "cads_task", where),
-            _int(row["cads_label"], "cads_label", where),
-            row["cads_name"].strip(),
-        )
-    totalseg = None
-    if row["totalseg_label"].strip() or row["totalseg_name"].strip():
-        totalseg = TotalSegLabel(
-            _int(row["totalseg_label"], "totalseg_label", where), row["totalseg_name"].strip()
-        )
-    return Structure(
-        name=name,
-        category=category,
-        type=type_,
-        type_modifier=_code(row, "type_modifier", where),
-        region=_code(row, "region", where),
-        region_modifier=_code(row, "region_modifier", where),
-        color_rgb=_color(row["color_rgb"], where),
-        cads=cads,
-        totalseg=totalseg,
-        outside_part16_source=row["outside_part16_source"].strip() or None,
-        notes=row["notes"].strip(),
-    )
-
-
-def read_catalog_csv(path: Path) -> list[Structure]:
-    """Read a catalog CSV file into structures, without validating the coding.
-
-    Raises
-    ------
-    CatalogError
-        If the file cannot be parsed.
-    """
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or list(reader.fieldnames) != list(COLUMNS):
-            raise CatalogError(
-                f"{path}: the header must be exactly {','.join(COLUMNS)}; got {reader.fieldnames}"
-            )
-        return [parse_row(row, f"{path.name} line {i}") for i, row in enumerate(reader, start=2)]
-
-
-def _check_model(model: str, task: str | int) -> str:
-    if model not in MODELS:
-        close = difflib.get_close_matches(model, MODELS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise CatalogError(f"unknown model {model!r}; the catalog maps {sorted(MODELS)}.{hint}")
-    task_text = str(task)
-    if task_text not in MODELS[model]:
-        raise CatalogError(
-            f"model {model!r} has no task {task_text!r}; its tasks are {', '.join(MODELS[model])}"
-        )
-    return task_text
+    index[key] = value
 
 
 class Catalog:
-    """The structures of the catalog, indexed by name, model label and codes.
+    """The structures and model labels of the catalog, indexed by name, model label and codes.
 
     Parameters
     ----------
     structures
-        The rows. Lookups must be unambiguous, so duplicate names, model labels or codes raise.
+        The structures. Lookups must be unambiguous, so duplicate names or codes raise.
+    labels
+        The model label rows (every model family's label table). The models and their tasks
+        are the ones these rows name, in row order.
 
     Raises
     ------
     CatalogError
-        If two structures share a name, a model label or their identifying codes.
+        If two structures share a name or their identifying codes, a model label or label
+        name is given twice in one task, or a label row names an unknown structure.
     """
 
-    def __init__(self, structures: Sequence[Structure]) -> None:
+    def __init__(self, structures: Sequence[Structure], labels: Iterable[LabelRow] = ()) -> None:
         self._structures = tuple(structures)
+        self._labels = tuple(labels)
         self._by_name: dict[str, Structure] = {}
-        self._by_label: dict[tuple[str, str], dict[int, Structure]] = {}
-        self._by_label_name: dict[tuple[str, str, str], Structure] = {}
         self._by_key: dict[StructureKey, Structure] = {}
+        self._rows: dict[tuple[str, str], dict[int, LabelRow]] = {}
+        self._by_label_name: dict[tuple[str, str, str], LabelRow] = {}
+        self._of_structure: dict[str, list[LabelRow]] = {}
+        self._tasks: dict[str, list[str]] = {}
         for s in self._structures:
-            self._add(self._by_name, s.name, s, f"name {s.name!r}")
-            self._add(self._by_key, s.key, s, f"codes {s.key}")
-            labels: list[tuple[str, str, int, str]] = []
-            if s.cads:
-                labels.append(("cads", str(s.cads.task), s.cads.label, s.cads.name))
-            if s.totalseg:
-                labels.append(("totalseg", s.totalseg.task, s.totalseg.label, s.totalseg.name))
-            for model, task, label, label_name in labels:
-                per_task = self._by_label.setdefault((model, task), {})
-                self._add(per_task, label, s, f"{model} task {task} label {label}")
-                self._add(
-                    self._by_label_name, (model, task, label_name), s, f"{model} {label_name!r}"
+            _add(self._by_name, s.name, s, f"name {s.name!r}", s.name)
+            _add(self._by_key, s.key, s, f"codes {s.key}", s.name)
+        for row in self._labels:
+            if row.structure not in self._by_name:
+                raise CatalogError(
+                    f"{row.model} task {row.task} label {row.label} names the structure "
+                    f"{row.structure!r}, which is not in the catalog."
+                    f"{suggestion(row.structure, self._by_name)} Name a catalog structure "
+                    "(`omas-idc catalog list`) or add it to dicom_templates/structures.csv"
                 )
-
-    @staticmethod
-    def _add(index: dict[Any, Structure], key: object, s: Structure, what: str) -> None:
-        if key in index:
-            raise CatalogError(
-                f"{what} is given to both {index[key].name!r} and {s.name!r}; "
-                "each must identify one structure"
+            tasks = self._tasks.setdefault(row.model, [])
+            if row.task not in tasks:
+                tasks.append(row.task)
+            where = f"{row.model} task {row.task}"
+            per_task = self._rows.setdefault((row.model, row.task), {})
+            _add(per_task, row.label, row, f"{where} label {row.label}", row.structure)
+            _add(
+                self._by_label_name,
+                (row.model, row.task, row.label_name),
+                row,
+                f"{where} label name {row.label_name!r}",
+                row.structure,
             )
-        index[key] = s
+            self._of_structure.setdefault(row.structure, []).append(row)
 
     def __iter__(self) -> Iterator[Structure]:
         return iter(self._structures)
@@ -306,51 +192,95 @@ class Catalog:
 
     @property
     def structures(self) -> tuple[Structure, ...]:
-        """All rows, in file order."""
+        """All structures, in file order."""
         return self._structures
+
+    @property
+    def labels(self) -> tuple[LabelRow, ...]:
+        """All model label rows, in the order given."""
+        return self._labels
+
+    def with_labels(self, rows: Iterable[LabelRow]) -> Catalog:
+        """This catalog extended with a model family's label rows (this one is unchanged).
+
+        Rows of a model the catalog already maps must be exactly its rows (a built-in family
+        loaded again); a family cannot add to, or replace, another family's labels.
+
+        Raises
+        ------
+        CatalogError
+            If a row names an unknown structure, repeats a label, or belongs to a model whose
+            labels the catalog already holds with other rows.
+        """
+        new = tuple(rows)
+        for model in dict.fromkeys(row.model for row in new):
+            if model not in self._tasks:
+                continue
+            own = {row for row in new if row.model == model}
+            if own != {row for row in self._labels if row.model == model}:
+                raise CatalogError(
+                    f"the catalog already maps the labels of model {model!r} with other rows; "
+                    "give the family's card another name"
+                )
+            new = tuple(row for row in new if row.model != model)
+        if not new:
+            return self
+        return Catalog(self._structures, (*self._labels, *new))
+
+    def models(self) -> tuple[str, ...]:
+        """The models whose labels the catalog maps, in the order of their rows."""
+        return tuple(self._tasks)
+
+    def tasks(self, model: str) -> tuple[str, ...]:
+        """The tasks of ``model`` that have label rows, in row order."""
+        if model not in self._tasks:
+            raise did_you_mean(model, self._tasks, "model", CatalogError)
+        return tuple(self._tasks[model])
+
+    def _check_task(self, model: str, task: str | int) -> str:
+        tasks = self.tasks(model)
+        task_text = str(task)
+        if task_text not in tasks:
+            raise CatalogError(
+                f"model {model!r} has no task {task_text!r}; its tasks are {', '.join(tasks)}."
+                f"{suggestion(task_text, tasks)}"
+            )
+        return task_text
 
     def by_name(self, name: str) -> Structure:
         """The structure with this omas name (for example ``"kidney_left"`` or ``"body"``)."""
         try:
             return self._by_name[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._by_name, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = suggestion(name, self._by_name, n=3)
             raise CatalogError(f"no structure named {name!r} in the catalog.{hint}") from None
 
     def labels_for(self, model: str, task: str | int) -> dict[int, Structure]:
         """The structures of one model task, by label number (background 0 excluded)."""
-        task_text = _check_model(model, task)
-        return dict(sorted(self._by_label.get((model, task_text), {}).items()))
+        task_text = self._check_task(model, task)
+        rows = self._rows.get((model, task_text), {})
+        return {label: self._by_name[rows[label].structure] for label in sorted(rows)}
 
-    def resolve_labels(
-        self, model: str, task: str | int, labels: Mapping[int, str]
-    ) -> dict[int, Structure]:
-        """The structures of a task's labels (value -> model label name).
-
-        For the models the catalog maps (``cads``, ``totalseg``) the label value decides and
-        the name must agree; any other model (a model trained with omas-idc, e.g. the demo
-        model) names its labels by catalog structure name, which decides.
+    def label_row(self, model: str, task: str | int, label: int | str) -> LabelRow:
+        """The label row of a model label, by number or by the model's own label name.
 
         Raises
         ------
         CatalogError
-            If a label is not mapped, or its name disagrees with the catalog.
+            If the label is not mapped: an unmapped label is an error, never a placeholder.
         """
-        resolved: dict[int, Structure] = {}
-        for value, name in labels.items():
-            if model in MODELS:
-                structure = self.by_model_label(model, task, int(value))
-                own = structure.cads if model == "cads" else structure.totalseg
-                if own is not None and name not in (own.name, structure.name):
-                    raise CatalogError(
-                        f"{model} task {task} label {value} is {own.name!r} in the catalog, "
-                        f"but the label map calls it {name!r}"
-                    )
-            else:
-                structure = self.by_name(name)
-            resolved[int(value)] = structure
-        return resolved
+        task_text = self._check_task(model, task)
+        if isinstance(label, int):
+            found = self._rows.get((model, task_text), {}).get(label)
+        else:
+            found = self._by_label_name.get((model, task_text, label))
+        if found is None:
+            raise CatalogError(
+                f"{model} task {task_text} label {label!r} is not in the structure catalog; "
+                f"add a row for it to the {model} family's label table (an unmapped label is "
+                "an error, never a placeholder)"
+            )
+        return found
 
     def by_model_label(self, model: str, task: str | int, label: int | str) -> Structure:
         """The structure a model label maps to.
@@ -358,9 +288,9 @@ class Catalog:
         Parameters
         ----------
         model
-            ``"cads"`` or ``"totalseg"``.
+            A model whose labels the catalog maps (see :meth:`models`).
         task
-            CADS task 551-559, or ``"total"`` for TotalSegmentator.
+            One of its tasks (see :meth:`tasks`), e.g. ``551`` or ``"total"``.
         label
             The label number in the task's label map, or the model's own label name.
 
@@ -369,18 +299,55 @@ class Catalog:
         CatalogError
             If the label is not mapped: an unmapped label is an error, never a placeholder.
         """
-        task_text = _check_model(model, task)
-        if isinstance(label, int):
-            found = self._by_label.get((model, task_text), {}).get(label)
-        else:
-            found = self._by_label_name.get((model, task_text, label))
-        if found is None:
-            raise CatalogError(
-                f"{model} task {task_text} label {label!r} is not in the structure catalog; "
-                "add a row for it to dicom_templates/catalog.csv (an unmapped label is an "
-                "error, never a placeholder)"
-            )
-        return found
+        return self._by_name[self.label_row(model, task, label).structure]
+
+    def labels_of(self, structure: str) -> tuple[LabelRow, ...]:
+        """Every model label that maps to the structure named ``structure``."""
+        return tuple(self._of_structure.get(structure, ()))
+
+    def label_of(self, structure: str, model: str) -> LabelRow | None:
+        """The label of ``model`` that maps to ``structure``, or ``None`` where it has none.
+
+        Raises
+        ------
+        CatalogError
+            If several tasks of ``model`` map the structure (ask :meth:`labels_of`).
+        """
+        rows = [row for row in self.labels_of(structure) if row.model == model]
+        if len(rows) > 1:
+            tasks = ", ".join(row.task for row in rows)
+            raise CatalogError(f"{structure} has labels in several {model} tasks ({tasks})")
+        return rows[0] if rows else None
+
+    def resolve_labels(
+        self, model: str, task: str | int, labels: Mapping[int, str]
+    ) -> dict[int, Structure]:
+        """The structures of a task's labels (value -> model label name).
+
+        For a model the catalog maps (see :meth:`models`) the label value decides and the name
+        must agree with the label row (its label name or its structure's name); any other
+        model (a model trained with omas-idc without a label table) names its labels by catalog
+        structure name, which decides.
+
+        Raises
+        ------
+        CatalogError
+            If a label is not mapped, or its name disagrees with the catalog.
+        """
+        resolved: dict[int, Structure] = {}
+        for value, name in labels.items():
+            if model in self._tasks:
+                row = self.label_row(model, task, int(value))
+                if name not in (row.label_name, row.structure):
+                    raise CatalogError(
+                        f"{model} task {task} label {value} is {row.label_name!r} in the "
+                        f"catalog, but the label map calls it {name!r}"
+                    )
+                structure = self._by_name[row.structure]
+            else:
+                structure = self.by_name(name)
+            resolved[int(value)] = structure
+        return resolved
 
     def by_codes(
         self,
@@ -429,30 +396,3 @@ class Catalog:
     def outside_part16(self) -> list[Structure]:
         """The structures whose type code is SNOMED CT but not in DICOM Part 16."""
         return [s for s in self._structures if s.outside_part16]
-
-
-def default_catalog_path() -> Path:
-    """The shipped ``dicom_templates/catalog.csv``."""
-    return template_path("catalog.csv")
-
-
-@functools.lru_cache(maxsize=1)
-def load_catalog() -> Catalog:
-    """The shipped catalog, checked against DICOM Part 16 (cached).
-
-    Raises
-    ------
-    CatalogError
-        If the shipped catalog breaks a validation rule (see :func:`validate_structures`).
-    """
-    from omas_idc.catalog.validate import validate_structures
-
-    structures = read_catalog_csv(default_catalog_path())
-    report = validate_structures(structures)
-    if report.errors:
-        listed = "\n".join(f"  {issue}" for issue in report.errors)
-        raise CatalogError(
-            f"the structure catalog {default_catalog_path()} is invalid:\n{listed}\n"
-            "Run `omas-idc catalog validate` for the full report."
-        )
-    return Catalog(structures)

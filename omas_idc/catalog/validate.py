@@ -25,15 +25,19 @@ which rule a row breaks:
 ``spelling``
     Every word of a meaning is a word Part 16 uses (or a listed anatomical term).
 ``labels``
-    Every CADS (167) and TotalSegmentator ``total`` (117) label is mapped, exactly once.
+    Every label row names a catalog structure; the labels of each model task are 1..N, each
+    given once, with distinct label names; where the reference folder holds a class list
+    ``<model>_classes.txt`` (CADS'), every label row agrees with it.
 ``color``
-    Structures of one label map differ in colour by CIE76 Delta E >= 10.
+    Structures of one label map (a model task) differ in colour by CIE76 Delta E >= 10.
+
+The rules read the structures and the model label rows (:class:`~omas_idc.catalog.LabelRow`);
+this module knows no model by name: a model family is its label rows.
 """
 
 from __future__ import annotations
 
 import csv
-import difflib
 import itertools
 import math
 import re
@@ -43,21 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omas_idc.catalog import part16
-from omas_idc.catalog.model import CODE_FIELDS, Code, Structure
+from omas_idc.catalog.model import CODE_FIELDS, Code, LabelRow, Structure
+from omas_idc.choices import suggestion
 
 __all__ = [
-    "CADS_TASK_SIZES",
     "OUTSIDE_CID7151",
-    "TOTALSEG_TOTAL_SIZE",
     "Issue",
     "ValidationReport",
     "validate_structures",
 ]
-
-#: Labels per CADS task (CADS bodyparts_labelmaps.py): 167 in all.
-CADS_TASK_SIZES = {551: 17, 552: 24, 553: 18, 554: 21, 555: 24, 556: 15, 557: 9, 558: 29, 559: 10}
-#: Labels of TotalSegmentator's ``total`` task.
-TOTALSEG_TOTAL_SIZE = 117
 
 LEFT, RIGHT = "7771000", "24028007"
 _SIDE_OF_MODIFIER = {LEFT: "left", RIGHT: "right"}
@@ -170,7 +168,7 @@ class ValidationReport:
         Structures whose type is in Part 16 but not in CID 7151 (allowed only on
         :data:`OUTSIDE_CID7151`).
     sources_checked
-        Whether the outside-Part-16 sources and the CADS labels were checked against the
+        Whether the outside-Part-16 sources and the label class lists were checked against the
         reference folder.
     """
 
@@ -404,29 +402,30 @@ def _check_spelling(s: Structure, issues: list[Issue]) -> None:
         for word in re.findall(r"[A-Za-z]+", code.meaning):
             lower = word.lower()
             if lower in KNOWN_MISSPELLINGS:
-                fix = KNOWN_MISSPELLINGS[lower]
+                hint = f" Did you mean {KNOWN_MISSPELLINGS[lower]!r}?"
             elif lower not in known:
-                close = difflib.get_close_matches(lower, known, n=1)
-                fix = close[0] if close else "?"
+                hint = suggestion(lower, known)
             else:
                 continue
             issues.append(
                 Issue(
                     s.name,
                     "spelling",
-                    f"{field_name} {code}: {word!r} is not a word of Part 16 (did you mean "
-                    f"{fix!r}?)",
+                    f"{field_name} {code}: {word!r} is not a word of Part 16.{hint}",
                 )
             )
 
 
-def _check_duplicates(structures: Sequence[Structure], issues: list[Issue]) -> None:
+def _check_duplicates(
+    structures: Sequence[Structure], labels: Sequence[LabelRow], issues: list[Issue]
+) -> None:
     seen: dict[tuple[str, ...], list[Structure]] = defaultdict(list)
     for s in structures:
         seen[tuple(str(k) for k in s.key)].append(s)
     for same in seen.values():
         if len(same) > 1:
-            models = sorted({m for s in same for m in s.models()})
+            names = {s.name for s in same}
+            models = sorted({row.model for row in labels if row.structure in names})
             for s in same[1:]:
                 issues.append(
                     Issue(
@@ -438,26 +437,42 @@ def _check_duplicates(structures: Sequence[Structure], issues: list[Issue]) -> N
                 )
 
 
-def _check_labels(structures: Sequence[Structure], issues: list[Issue]) -> None:
-    cads: dict[tuple[int, int], list[str]] = defaultdict(list)
-    total: dict[int, list[str]] = defaultdict(list)
-    for s in structures:
-        if s.cads:
-            cads[(s.cads.task, s.cads.label)].append(s.name)
-        if s.totalseg:
-            total[s.totalseg.label].append(s.name)
-    expected = {(t, lab) for t, n in CADS_TASK_SIZES.items() for lab in range(1, n + 1)}
-    for task, label in sorted(expected - cads.keys()):
-        issues.append(Issue(f"cads {task}", "labels", f"label {label} is not mapped"))
-    for task, label in sorted(cads.keys() - expected):
-        issues.append(Issue(f"cads {task}", "labels", f"label {label} is not a CADS label"))
-    for label in sorted(set(range(1, TOTALSEG_TOTAL_SIZE + 1)) - total.keys()):
-        issues.append(Issue("totalseg total", "labels", f"label {label} is not mapped"))
-    for label in sorted(total.keys() - set(range(1, TOTALSEG_TOTAL_SIZE + 1))):
-        issues.append(Issue("totalseg total", "labels", f"{label} is not a `total` label"))
-    for where, names in [*cads.items(), *total.items()]:
-        if len(names) > 1:
-            issues.append(Issue(names[1], "labels", f"label {where} also maps to {names[0]}"))
+def _check_labels(
+    structures: Sequence[Structure], labels: Sequence[LabelRow], issues: list[Issue]
+) -> None:
+    names = {s.name for s in structures}
+    per_task: dict[tuple[str, str], dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    label_names: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for row in labels:
+        where = f"{row.model} {row.task}"
+        if row.structure not in names:
+            issues.append(
+                Issue(
+                    where,
+                    "labels",
+                    f"label {row.label} ({row.label_name}) names the unknown structure "
+                    f"{row.structure!r}.{suggestion(row.structure, names)}",
+                )
+            )
+        per_task[(row.model, row.task)][row.label].append(row.structure)
+        label_names[(row.model, row.task, row.label_name)].append(row.label)
+    for (model, task), by_label in per_task.items():
+        for label in sorted(set(range(1, max(by_label) + 1)) - by_label.keys()):
+            issues.append(Issue(f"{model} {task}", "labels", f"label {label} is not mapped"))
+        for label, mapped in sorted(by_label.items()):
+            if len(mapped) > 1:
+                issues.append(
+                    Issue(mapped[1], "labels", f"label ({task}, {label}) also maps to {mapped[0]}")
+                )
+    for (model, task, label_name), values in label_names.items():
+        if len(values) > 1:
+            issues.append(
+                Issue(
+                    f"{model} {task}",
+                    "labels",
+                    f"labels {values} share the label name {label_name!r}",
+                )
+            )
 
 
 def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -480,13 +495,14 @@ def delta_e(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
     return math.dist(_lab(a), _lab(b))
 
 
-def _check_colors(structures: Sequence[Structure], issues: list[Issue]) -> None:
+def _check_colors(
+    structures: Sequence[Structure], labels: Sequence[LabelRow], issues: list[Issue]
+) -> None:
+    by_name = {s.name: s for s in structures}
     label_maps: dict[str, list[Structure]] = defaultdict(list)
-    for s in structures:
-        if s.cads:
-            label_maps[f"cads {s.cads.task}"].append(s)
-        if s.totalseg:
-            label_maps["totalseg total"].append(s)
+    for row in labels:
+        if row.structure in by_name:
+            label_maps[f"{row.model} {row.task}"].append(by_name[row.structure])
     for label_map, members in label_maps.items():
         for a, b in itertools.combinations(members, 2):
             if delta_e(a.color_rgb, b.color_rgb) < MIN_DELTA_E:
@@ -518,7 +534,10 @@ def _reference_types(reference_dir: Path) -> dict[str, set[tuple[str, str]]]:
 
 
 def _check_sources(
-    structures: Sequence[Structure], reference_dir: Path, issues: list[Issue]
+    structures: Sequence[Structure],
+    labels: Sequence[LabelRow],
+    reference_dir: Path,
+    issues: list[Issue],
 ) -> None:
     types = _reference_types(reference_dir)
     for s in structures:
@@ -541,36 +560,57 @@ def _check_sources(
                         f"{source} does not give type {s.type} with this meaning",
                     )
                 )
-    cads_classes = reference_dir / "cads_classes.txt"
-    listed = set()
-    for line in cads_classes.read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            _, internal, _, task, label, _ = line.split("\t")
-            listed.add((int(task), int(label), internal))
-    for s in structures:
-        if s.cads and (s.cads.task, s.cads.label, s.cads.name) not in listed:
-            issues.append(
-                Issue(
-                    s.name,
-                    "labels",
-                    f"CADS task {s.cads.task} label {s.cads.label} is not {s.cads.name!r} in "
-                    "cads_classes.txt",
+    _check_class_lists(labels, reference_dir, issues)
+
+
+def _check_class_lists(
+    labels: Sequence[LabelRow], reference_dir: Path, issues: list[Issue]
+) -> None:
+    """Label rows against ``<model>_classes.txt`` where the reference folder has one.
+
+    A class list is tab-separated: index, label name, display name, task, label, ... (the form
+    of ``cads_classes.txt``, taken from CADS' ``bodyparts_labelmaps.py``).
+    """
+    for model in dict.fromkeys(row.model for row in labels):
+        path = reference_dir / f"{model}_classes.txt"
+        if not path.is_file():
+            continue
+        listed = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line and not line.startswith("#"):
+                _, internal, _, task, label, *_ = line.split("\t")
+                listed.add((task, int(label), internal))
+        for row in labels:
+            if row.model == model and (row.task, row.label, row.label_name) not in listed:
+                issues.append(
+                    Issue(
+                        row.structure,
+                        "labels",
+                        f"{model} task {row.task} label {row.label} is not {row.label_name!r} "
+                        f"in {path.name}",
+                    )
                 )
-            )
 
 
 def validate_structures(
-    structures: Sequence[Structure], *, reference_dir: Path | None = None
+    structures: Sequence[Structure],
+    labels: Sequence[LabelRow] = (),
+    *,
+    reference_dir: Path | None = None,
 ) -> ValidationReport:
-    """Check catalog rows against every rule of the catalog (see the module docstring).
+    """Check the catalog against every rule of the catalog (see the module docstring).
 
     Parameters
     ----------
     structures
-        The rows, for example from :func:`~omas_idc.catalog.read_catalog_csv`.
+        The structures, for example from :func:`~omas_idc.catalog.read_structures_csv`.
+    labels
+        The model label rows (every family's label table); the ``labels`` and ``color``
+        rules check these, and none where there are none.
     reference_dir
         ``../shared/reference/coding`` (the public mappings). Where given, the sources cited
-        for outside-Part-16 codes and the CADS label names are checked against it too.
+        for outside-Part-16 codes and the label names of models with a class list there are
+        checked against it too.
 
     Returns
     -------
@@ -587,10 +627,10 @@ def validate_structures(
         if s.outside_part16_source:
             report.outside_part16.append(s)
     _check_laterality(structures, issues)
-    _check_duplicates(structures, issues)
-    _check_labels(structures, issues)
-    _check_colors(structures, issues)
+    _check_duplicates(structures, labels, issues)
+    _check_labels(structures, labels, issues)
+    _check_colors(structures, labels, issues)
     if reference_dir is not None:
-        _check_sources(structures, reference_dir, issues)
+        _check_sources(structures, labels, reference_dir, issues)
         report.sources_checked = True
     return report

@@ -26,14 +26,17 @@ def _default_reference_dir() -> Path | None:
 @catalog_app.command("list")
 def list_structures(
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Only structures with a label in this model: cads, totalseg."
+        None,
+        "--model",
+        "-m",
+        help="Only structures with a label in this model: cads, totalseg, omas-demo, ...",
     ),
     task: str | None = typer.Option(
         None, "--task", "-t", help="Only this task of --model (551-559 for cads, total)."
     ),
 ) -> None:
     """Print the catalog as a table, optionally one model task's label map."""
-    from omas_idc.catalog import MODELS, Structure, load_catalog
+    from omas_idc.catalog import Structure, load_catalog
     from omas_idc.errors import CatalogError
 
     catalog = load_catalog()
@@ -43,27 +46,30 @@ def list_structures(
                 raise CatalogError("--task needs --model")
             rows: list[tuple[int | None, Structure]] = list(catalog.labels_for(model, task).items())
         elif model is not None:
-            structures = [
-                catalog.labels_for(model, t)[label]
-                for t in MODELS.get(model, ("",))
-                for label in catalog.labels_for(model, t)
+            rows = [
+                (None, structure)
+                for t in catalog.tasks(model)
+                for structure in catalog.labels_for(model, t).values()
             ]
-            rows = [(None, s) for s in structures]
         else:
             rows = [(None, s) for s in catalog]
     except CatalogError as err:
         raise typer.BadParameter(str(err)) from err
+    models = [model] if model is not None else list(catalog.models())
     table = Table(title=f"{len(rows)} structures", show_lines=False)
     if task is not None:
         table.add_column("label", justify="right")
-    for column in ("name", "cads", "totalseg", "type", "modifier", "category", "colour"):
+    for column in ("name", *models, "type", "modifier", "category", "colour"):
         table.add_column(column)
     for label, s in rows:
         cells = [str(label)] if task is not None else []
+        labels = {row.model: row for row in catalog.labels_of(s.name)}
         cells += [
             s.name,
-            f"{s.cads.task}/{s.cads.label}" if s.cads else "",
-            f"{s.totalseg.label} {s.totalseg.name}" if s.totalseg else "",
+            *(
+                f"{labels[m].task}/{labels[m].label} {labels[m].label_name}" if m in labels else ""
+                for m in models
+            ),
             f"{s.type.value} {s.type.meaning}" + (" *" if s.outside_part16 else ""),
             s.type_modifier.meaning if s.type_modifier else "",
             s.category.meaning,
@@ -77,7 +83,12 @@ def list_structures(
 @catalog_app.command("validate")
 def validate(
     path: Path | None = typer.Option(
-        None, "--path", help="Catalog CSV to check (default: the shipped catalog)."
+        None, "--path", help="Structures CSV to check (default: the shipped structures.csv)."
+    ),
+    family: list[Path] | None = typer.Option(
+        None,
+        "--family",
+        help="Also check a model family's label table: its card .json or folder (repeat).",
     ),
     reference_dir: Path | None = typer.Option(
         None,
@@ -87,18 +98,29 @@ def validate(
         "against; default: that folder beside the checkout, where present.",
     ),
 ) -> None:
-    """Check the catalog against DICOM Part 16 and the catalog's rules; exit 1 on errors."""
-    from omas_idc.catalog import default_catalog_path, read_catalog_csv, validate_structures
-    from omas_idc.errors import CatalogError
+    """Check the structures and every built-in family's label table (and --family ones)
+    against DICOM Part 16 and the catalog's rules; exit 1 on errors."""
+    from omas_idc.catalog import (
+        builtin_labels,
+        default_structures_path,
+        read_structures_csv,
+        validate_structures,
+    )
+    from omas_idc.engine.card import load_card
+    from omas_idc.errors import OmasIdcError
 
-    csv_path = path or default_catalog_path()
+    csv_path = path or default_structures_path()
     reference = reference_dir or _default_reference_dir()
     try:
-        structures = read_catalog_csv(csv_path)
-    except CatalogError as err:
+        structures = read_structures_csv(csv_path)
+        labels = builtin_labels()
+        for card_path in family or []:
+            card = load_card(card_path)
+            labels = [row for row in labels if row.model != card.name] + list(card.labels)
+    except OmasIdcError as err:
         _console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(1) from err
-    report = validate_structures(structures, reference_dir=reference)
+    report = validate_structures(structures, labels, reference_dir=reference)
     table = Table(title=f"{len(report.outside_part16)} types outside DICOM Part 16")
     for column in ("structure", "type", "source"):
         table.add_column(column)
@@ -117,7 +139,11 @@ def validate(
     if report.errors:
         _console.print(f"[red]{len(report.errors)} errors[/] in {csv_path}")
         raise typer.Exit(1)
-    _console.print(f"[green]ok:[/] {len(structures)} structures in {csv_path}")
+    models = sorted({row.model for row in labels})
+    _console.print(
+        f"[green]ok:[/] {len(structures)} structures in {csv_path}; {len(labels)} labels of "
+        f"{', '.join(models)}"
+    )
 
 
 def register(app: typer.Typer) -> None:

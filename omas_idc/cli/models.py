@@ -34,7 +34,11 @@ def register(app: typer.Typer) -> None:
     def list_(
         cache_dir: Path | None = typer.Option(None, "--cache-dir", help=_CACHE_HELP),
     ) -> None:
-        """List the built-in models, their variants and what the cache holds."""
+        """List the built-in models, their variants and what the cache holds.
+
+        Packaged models (the demo) ship their result folders beside their card: they are
+        listed as installed there, with no download to verify.
+        """
         from rich.console import Console
         from rich.table import Table
 
@@ -46,6 +50,18 @@ def register(app: typer.Typer) -> None:
         for column in ("model", "variant", "licence", "tasks", "installed", "sha256 known"):
             table.add_column(column)
         for card in builtin_cards().values():
+            if card.source is not None:
+                found = [t for t in card.tasks if (card.source.parent / t.result_folder).is_dir()]
+                for variant, licence in card.variants.items():
+                    table.add_row(
+                        " / ".join((card.name, *card.aliases)),
+                        variant + (" (default)" if variant == card.default_variant else ""),
+                        licence,
+                        str(len(card.tasks)),
+                        f"{len(found)}/{len(card.tasks)} (packaged)",
+                        "-",
+                    )
+                continue
             for variant, licence in card.variants.items():
                 entries = list_weights(card, cache, variant=variant)
                 table.add_row(
@@ -60,7 +76,9 @@ def register(app: typer.Typer) -> None:
 
     @models.command("download")
     def download(
-        model: str = typer.Argument(..., help="cads, totalseg, or a model card .json."),
+        model: str = typer.Argument(
+            ..., help="cads, totalseg, or a model card .json or family folder."
+        ),
         variant: str | None = typer.Option(None, "--variant", help="Licence variant."),
         tasks: list[str] | None = typer.Option(
             None, "--tasks", help="Task ids (repeat); dependencies are added. Default: all."
@@ -114,7 +132,9 @@ def register(app: typer.Typer) -> None:
 
     @models.command("verify")
     def verify(
-        model: str = typer.Argument(..., help="cads, totalseg, or a model card .json."),
+        model: str = typer.Argument(
+            ..., help="cads, totalseg, or a model card .json or family folder."
+        ),
         variant: str | None = typer.Option(None, "--variant", help="Licence variant."),
         tasks: list[str] | None = typer.Option(None, "--tasks", help="Task ids (repeat)."),
         cache_dir: Path | None = typer.Option(None, "--cache-dir", help=_CACHE_HELP),

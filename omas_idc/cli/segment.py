@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 def segment(
     series_dir: Path = typer.Argument(..., exists=True, help="Folder holding the DICOM series."),
     model: str = typer.Option(
-        "cads", "--model", help="cads, totalseg, a model card .json, or an nnU-Net result folder."
+        "cads",
+        "--model",
+        help="cads, totalseg, demo, a model card .json or family folder, or an nnU-Net result "
+        "folder.",
     ),
     out: Path = typer.Option(..., "--out", help="Folder for the label maps."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
@@ -53,8 +56,10 @@ def segment(
 ) -> None:
     """Segment a CT series; write ``{model}_{task}.nii.gz`` per task and ``labels.json``.
 
-    The model is a built-in name (weights from the cache, see ``omas-idc models download``), a
-    model card ``.json`` (folders beside it) or one nnU-Net result folder.
+    The model is a built-in name (weights from the cache, see ``omas-idc models download``; the
+    packaged ``demo`` model's folders ship with omas-idc), a model card ``.json`` or a family
+    folder holding ``card.json`` (label table and result folders beside it), or one nnU-Net
+    result folder.
 
     The label maps lie on the series' own grid (NIfTI written by omas-idc, no reorientation).
     """
@@ -119,11 +124,14 @@ def segment(
 
 
 def _default_root(model: str) -> Path | None:
-    """The weights cache for built-in models; ``None`` for folders and card files."""
-    from omas_idc.engine.card import builtin_cards
+    """The weights cache for built-in cards with downloaded weights; ``None`` for folders, card
+    files and packaged models (their result folders lie beside their card)."""
+    from omas_idc.engine.card import load_card
     from omas_idc.engine.weights import default_cache_dir
 
-    return default_cache_dir() if model in builtin_cards() else None
+    if Path(model).exists():
+        return None
+    return default_cache_dir() if load_card(model).source is None else None
 
 
 def _write_segs(
@@ -137,8 +145,8 @@ def _write_segs(
     from omas_idc.catalog import load_catalog
     from omas_idc.encode import Provenance, encode_labelmaps, write_dataset
 
-    catalog = load_catalog()
     card = loaded.card
+    catalog = load_catalog().with_labels(card.labels)
     provenance = Provenance(
         model=card.name,
         model_version=card.version,

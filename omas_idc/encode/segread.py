@@ -129,7 +129,7 @@ def labelmaps_from_segs(
     cache: dict[str, np.ndarray] = {}
     for name, (seg, number) in references.items():
         structure = catalog.by_name(name)
-        label = structure.cads if model == "cads" else structure.totalseg
+        label = catalog.label_of(structure.name, model)
         if label is None:
             raise QAError(
                 f"{name} has no {model} label in the catalog",
@@ -153,7 +153,7 @@ def labelmaps_from_segs(
             names[task] = {}
             versions[task] = seg_algorithm(seg)[1]
         arrays[task][mask] = label.label
-        names[task][label.label] = label.name
+        names[task][label.label] = label.label_name
     maps = []
     for task in sorted(arrays):
         array = arrays[task]

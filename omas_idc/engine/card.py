@@ -1,21 +1,33 @@
 """Model cards: which nnU-Net result folders make a model, how to run them, where the weights are.
 
-A card is JSON (package data under ``omas_idc/engine/cards/``, or any file): tasks, the recipe,
-task dependencies, folds, licence variants and weight URLs with sha256 (``null`` until measured
-by the ``network`` script, never guessed). Label -> structure lives in the catalog, not here.
+A card is JSON (package data under ``omas_idc/engine/cards/``, a packaged model's
+``omas_idc/models/<name>/card.json``, or any file or family folder): tasks, the recipe, task
+dependencies, folds, licence variants and weight URLs with sha256 (``null`` until measured by
+the ``network`` script, never guessed), and the file name of its label table. The label ->
+structure rows live in that table and join the catalog (:meth:`Catalog.with_labels`); the card
+names the model, not the structures. A model family is a card, its label rows and its recipe:
+data, never code (see :mod:`omas_idc.catalog.families`).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from omas_idc.catalog.families import (
+    CARD_FILE,
+    downloadable_card_files,
+    label_table_path,
+    packaged_card_files,
+    plain_name,
+)
+from omas_idc.catalog.model import LabelRow
+from omas_idc.catalog.tables import read_labels_csv
+from omas_idc.choices import did_you_mean
 from omas_idc.errors import ConfigurationError, ModelError
 
 __all__ = [
@@ -25,7 +37,6 @@ __all__ = [
     "TaskCard",
     "WeightFile",
     "builtin_cards",
-    "did_you_mean",
     "load_card",
 ]
 
@@ -33,14 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: Recipes a card may declare (see :mod:`omas_idc.engine.recipes`).
 RECIPES = ("nnunet-native", "cads", "totalseg")
-
-
-def did_you_mean(value: str, choices: Any, what: str) -> ConfigurationError:
-    """A ConfigurationError for an unknown option value, suggesting the closest choice."""
-    options = sorted(str(c) for c in choices)
-    close = difflib.get_close_matches(value, options, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ConfigurationError(f"unknown {what} {value!r}; choose one of {options}.{hint}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,10 @@ class ModelCard:
     Attributes
     ----------
     name
-        ``"cads"``, ``"totalseg"`` or a user's name.
+        ``"cads"``, ``"totalseg"``, ``"omas-demo"`` or a user's name (the ``model`` of its
+        label rows and label maps).
+    aliases
+        Other names a built-in card is found by (``"demo"``).
     recipe
         One of :data:`RECIPES`.
     spacing_mm
@@ -108,6 +114,12 @@ class ModelCard:
     keep_largest_component
         Keep only the largest 26-connected component of each label (for models whose
         structures are single objects, e.g. the demo model; CADS has its own clean-up).
+    labels
+        The family's label rows (label -> catalog structure), from the table the card names;
+        empty for a card without one (its labels are then named by catalog structure).
+    source
+        The card file of a card whose result folders lie beside it (packaged models and
+        users' families); ``None`` for built-in cards whose weights live in the cache.
     """
 
     name: str
@@ -123,12 +135,22 @@ class ModelCard:
     variants: Mapping[str, str] = field(default_factory=dict)
     merge: MergeSpec | None = None
     keep_largest_component: bool = False
+    labels: tuple[LabelRow, ...] = ()
+    aliases: tuple[str, ...] = ()
     source: Path | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise did_you_mean(self.recipe, RECIPES, "recipe")
         ids = [t.id for t in self.tasks]
+        label_tasks = {*ids, *([self.merge.task] if self.merge else [])}
+        for row in self.labels:
+            if row.model != self.name or row.task not in label_tasks:
+                raise ModelError(
+                    f"model card {self.name!r}: its label table has a row of model "
+                    f"{row.model!r} task {row.task!r}; every row must be of model "
+                    f"{self.name!r} and one of its tasks {sorted(label_tasks)}"
+                )
         if len(set(ids)) != len(ids):
             raise ModelError(f"model card {self.name!r} lists a task twice: {ids}")
         for task in self.tasks:
@@ -172,15 +194,26 @@ class ModelCard:
         return chosen
 
 
-def _parse(data: Mapping[str, Any], source: Path | None) -> ModelCard:
+def _parse(
+    data: Mapping[str, Any], source: Path | None, card_file: Path | None = None
+) -> ModelCard:
+    """A card from its JSON data; ``card_file`` is where it lies (its label table beside it).
+
+    The names that become paths (dataset, trainer, plans, configuration, the label table) must
+    be plain names: a card never reaches outside its folder or the weights cache.
+    """
+    where = f"model card {card_file or source or '<dict>'}"
     try:
         tasks = tuple(
             TaskCard(
                 id=str(t["id"]),
-                dataset=str(t["dataset"]),
-                trainer=str(t["trainer"]),
-                plans=str(t["plans"]),
-                configuration=str(t.get("configuration", "3d_fullres")),
+                dataset=plain_name(t["dataset"], f"{where}: task {t['id']} 'dataset'"),
+                trainer=plain_name(t["trainer"], f"{where}: task {t['id']} 'trainer'"),
+                plans=plain_name(t["plans"], f"{where}: task {t['id']} 'plans'"),
+                configuration=plain_name(
+                    t.get("configuration", "3d_fullres"),
+                    f"{where}: task {t['id']} 'configuration'",
+                ),
                 folds=tuple(str(f) for f in t.get("folds", ["all"])),
                 depends_on=tuple(str(d) for d in t.get("depends_on", [])),
                 weights={
@@ -201,6 +234,15 @@ def _parse(data: Mapping[str, Any], source: Path | None) -> ModelCard:
             if merge_data
             else None
         )
+        labels: tuple[LabelRow, ...] = ()
+        if data.get("labels") is not None:
+            if card_file is None:
+                raise ConfigurationError(
+                    f"{where} names the label table {data['labels']!r} but is not a file: "
+                    "load the card from its file, beside which the table lies"
+                )
+            table = label_table_path(card_file, data)
+            labels = tuple(read_labels_csv(table)) if table is not None else ()
         return ModelCard(
             name=str(data["name"]),
             version=str(data.get("version", "")),
@@ -215,34 +257,74 @@ def _parse(data: Mapping[str, Any], source: Path | None) -> ModelCard:
             variants=variants,
             merge=merge,
             keep_largest_component=bool(data.get("keep_largest_component", False)),
+            labels=labels,
+            aliases=tuple(str(a) for a in data.get("aliases", [])),
             source=source,
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelError(f"model card {source or '<dict>'} is malformed: {err!r}") from err
+        raise ModelError(f"{where} is malformed: {err!r}") from err
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelError(f"model card {path} is not valid JSON: {err}") from err
+    except OSError as err:
+        raise ModelError(f"model card {path} cannot be read: {err}") from err
+    if not isinstance(data, Mapping):
+        raise ModelError(f"model card {path} must hold a JSON object")
+    return data
 
 
 def builtin_cards() -> dict[str, ModelCard]:
-    """The cards shipped with omas-idc, by name."""
+    """The cards shipped with omas-idc, by name: downloadable weights, then packaged models.
+
+    Raises
+    ------
+    ModelError, ConfigurationError, CatalogError
+        If a shipped card or its label table is broken.
+    """
     cards = {}
-    for entry in resources.files("omas_idc.engine").joinpath("cards").iterdir():
-        if entry.name.endswith(".json"):
-            card = _parse(json.loads(entry.read_text()), None)
-            cards[card.name] = card
+    for path in downloadable_card_files():
+        card = _parse(_read(path), None, path)
+        cards[card.name] = card
+    for path in packaged_card_files():
+        card = _parse(_read(path), path, path)
+        cards[card.name] = card
     return cards
 
 
 def load_card(name_or_path: str | Path | Mapping[str, Any]) -> ModelCard:
-    """A built-in card by name (``"cads"``, ``"totalseg"``), a card file, or a card dict."""
+    """A model card: built-in by name or alias, a card file, a family folder, or a card dict.
+
+    Parameters
+    ----------
+    name_or_path
+        ``"cads"``, ``"totalseg"``, ``"demo"`` (or another built-in card's name); a card
+        ``.json`` file, or a folder holding ``card.json``, whose label table and result folders
+        lie beside it; or the card's data (without a label table).
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown name (with the closest one), or a card whose paths are not plain names.
+    ModelError
+        For an unreadable or malformed card.
+    CatalogError
+        For a malformed label table.
+    """
     if isinstance(name_or_path, Mapping):
         return _parse(name_or_path, None)
     path = Path(name_or_path)
+    if path.is_dir() and (path / CARD_FILE).is_file():
+        path = path / CARD_FILE
     if path.suffix == ".json" and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ModelError(f"model card {path} is not valid JSON: {err}") from err
-        return _parse(data, path)
+        return _parse(_read(path), path, path)
     cards = builtin_cards()
-    if str(name_or_path) in cards:
-        return cards[str(name_or_path)]
-    raise did_you_mean(str(name_or_path), cards, "model")
+    wanted = str(name_or_path)
+    for card in cards.values():
+        if wanted == card.name or wanted in card.aliases:
+            return card
+    names = [*cards, *(alias for card in cards.values() for alias in card.aliases)]
+    raise did_you_mean(wanted, names, "model")

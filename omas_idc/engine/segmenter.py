@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from omas_idc.engine.card import did_you_mean
+from omas_idc.choices import did_you_mean
 from omas_idc.engine.model import LoadedTask, SegmentationModel
 from omas_idc.engine.modelfolder import ResamplingSpec
 from omas_idc.engine.preprocessing import (

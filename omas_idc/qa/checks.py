@@ -44,7 +44,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from omas_idc.catalog.model import MODELS, Catalog, Structure
+from omas_idc.catalog.model import Catalog, Structure
 from omas_idc.errors import CatalogError, QAError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.qa.measure import body_midline, measure_labelmap
@@ -246,7 +246,7 @@ def _resolve(catalog: Catalog, labelmap: TaskLabelMap, series_uid: str) -> dict[
     """All structures the task can produce (catalog) plus those the label map names."""
     try:
         structures = catalog.resolve_labels(labelmap.model, labelmap.task, labelmap.labels)
-        if labelmap.model in MODELS:  # CADS/TotalSegmentator: every label of the task
+        if labelmap.model in catalog.models():  # a mapped family: every label of the task
             for value, structure in catalog.labels_for(labelmap.model, labelmap.task).items():
                 structures.setdefault(value, structure)
     except CatalogError as err:

@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omas_idc.catalog.model import MODELS, Catalog, Structure
+from omas_idc.catalog.model import Catalog, Structure
 from omas_idc.encode.provenance import Provenance
 from omas_idc.errors import CatalogError, ConfigurationError
 from omas_idc.release.errors import ReleaseError
@@ -218,7 +218,7 @@ def _label_table(
             except CatalogError as err:
                 raise ReleaseError(
                     f"{where}: {err.message} Name the catalog structure (omas-idc catalog "
-                    "lists them), or add it to dicom_templates/catalog.csv.",
+                    "lists them), or add it to dicom_templates/structures.csv.",
                     reason="unknown-structure",
                 ) from err
             if value in labels:
@@ -249,7 +249,7 @@ def _dataset(
         raise ConfigurationError(
             f"{where}: dataset names must be 1-64 letters, digits, '.', '_' or '-'"
         )
-    if name in MODELS:
+    if name in catalog.models():
         raise ConfigurationError(
             f"{where}: {name!r} is the name of a model whose labels the catalog maps by number; "
             "give the dataset another name (e.g. with an '-annotations' suffix)"

@@ -5,13 +5,39 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from omas_idc.catalog.model import Catalog
 from omas_idc.run.config import ModelSettings
 from omas_idc.run.pipeline import ModelInfo
 
-__all__ = ["DEMO_MODEL_CARD", "build_engine", "cpu_engine_threads", "resolve_device"]
+__all__ = ["build_engine", "cpu_engine_threads", "model_catalog", "resolve_device"]
 
-#: The packaged demo model (trained on phantoms by ``python -m omas_idc.train.demo``).
-DEMO_MODEL_CARD = Path(__file__).resolve().parents[1] / "models" / "demo" / "card.json"
+
+def _model_ref(name: str) -> str | Path:
+    """A path where ``name`` is an existing file or folder, else a built-in card's name."""
+    return Path(name) if Path(name).exists() else name
+
+
+def model_catalog(settings: ModelSettings) -> Catalog:
+    """The catalog a run of ``settings``' model uses: the shipped catalog plus the family's rows.
+
+    A built-in family's rows are in the shipped catalog already; a user's family (a card file
+    or a family folder) brings its label table, which joins a new catalog for this run only.
+    A bare nnU-Net result folder has no label table: its labels are catalog structure names.
+
+    Raises
+    ------
+    CatalogError
+        If the family's label rows name unknown structures, repeat a label, or reuse the name
+        of a family the catalog maps.
+    """
+    from omas_idc.catalog import load_catalog
+    from omas_idc.engine.card import load_card
+
+    ref = _model_ref(settings.name)
+    catalog = load_catalog()
+    if isinstance(ref, Path) and (ref / "plans.json").is_file():
+        return catalog
+    return catalog.with_labels(load_card(ref).labels)
 
 
 def resolve_device(device: str) -> str:
@@ -42,20 +68,16 @@ def cpu_engine_threads(cpus: int) -> int:
 def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
     """A started ``Segmenter`` and the :class:`ModelInfo` of the outputs.
 
-    ``settings.name`` is a card name (``cads``, ``totalseg``), ``demo`` for the packaged demo
-    model, a card ``.json`` or an nnU-Net result folder.
+    ``settings.name`` is a built-in card's name or alias (``cads``, ``totalseg``, ``demo``), a
+    card ``.json`` or family folder, or an nnU-Net result folder. The labels of its outputs
+    are coded with :func:`model_catalog`'s catalog.
     """
     from omas_idc.engine.model import load_model
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 
-    name: str | Path = settings.name
-    if settings.name == "demo":
-        name = DEMO_MODEL_CARD
-    elif Path(settings.name).exists():
-        name = Path(settings.name)
     device = resolve_device(settings.device)
     model = load_model(
-        name,
+        _model_ref(settings.name),
         weights_dir=settings.weights_dir,
         variant=settings.variant or None,
         tasks=list(settings.tasks) or None,

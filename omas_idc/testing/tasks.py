@@ -22,18 +22,10 @@ def truth_task_labelmaps(
     """
     per_task: dict[str, dict[int, tuple[int, str]]] = {}
     for value, name in label_names.items():
-        structure = catalog.by_name(name)
-        if model == "cads" and structure.cads is not None:
-            task, label, model_name = (
-                str(structure.cads.task),
-                structure.cads.label,
-                structure.cads.name,
-            )
-        elif model == "totalseg" and structure.totalseg is not None:
-            task, label, model_name = "total", structure.totalseg.label, structure.totalseg.name
-        else:
+        row = catalog.label_of(catalog.by_name(name).name, model)
+        if row is None:
             continue
-        per_task.setdefault(task, {})[value] = (label, model_name)
+        per_task.setdefault(row.task, {})[value] = (row.label, row.label_name)
     maps = []
     for task in sorted(per_task):
         members = per_task[task]

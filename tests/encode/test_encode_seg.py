@@ -283,8 +283,8 @@ def test_dciodvfy_and_dcmqi_accept_both_layouts_with_organs_on_the_right_side(
     for path in paths:
         assert dciodvfy_errors(path) == [], path.name
     # LABELMAP of task 551 (kidneys): dcmqi writes the label map as one image.
-    kidney_left = catalog.by_name("kidney_left").cads
-    kidney_right = catalog.by_name("kidney_right").cads
+    kidney_left = catalog.label_of("kidney_left", "cads")
+    kidney_right = catalog.label_of("kidney_right", "cads")
     assert kidney_left is not None
     assert kidney_right is not None
     images = _dcmqi_read(tmp_path / "seg" / "seg_551.dcm", tmp_path / "dcmqi_551")

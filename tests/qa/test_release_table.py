@@ -70,7 +70,7 @@ def test_release_table_round_trips_with_one_row_per_expected_structure(
     assert record.metrics is not None
     assert kidney["volume_ml"] == record.metrics.volume_ml
     assert kidney["type_modifier_code"] == "7771000"
-    assert kidney["segment_number"] == catalog.by_name("kidney_left").cads.label  # type: ignore[union-attr]
+    assert kidney["segment_number"] == catalog.label_of("kidney_left", "cads").label  # type: ignore[union-attr]
     assert kidney["sr_sop_instance_uid"] == sr.SOPInstanceUID
     assert kidney["status"] == "present"
     assert kidney["verdict"] == "pass"
@@ -127,7 +127,7 @@ def test_release_table_flags_exactly_the_damaged_structures(
 
     # What each flag should say, from the damaged truth rather than from the QA.
     cut_off = labels[short.shape[0] :]
-    segmented = [t for t in phantom.structures if catalog.by_name(t.name).cads is not None]
+    segmented = [t for t in phantom.structures if catalog.label_of(t.name, "cads") is not None]
     truncated = {
         t.name for t in segmented if (kept == t.label).any() and (cut_off == t.label).any()
     }

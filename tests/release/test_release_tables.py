@@ -169,11 +169,8 @@ def test_the_structure_universe_is_the_union_of_the_tables_or_all_cads_structure
     assert sorted(s.name for s in union) == ["heart", "liver", "spleen"]
     assert [s.name for s in union] == sorted((s.name for s in union), key=rank.index)
     cads = structure_universe(catalog, datasets, "cads")
-    assert {s.name for s in cads} == {s.name for s in catalog if s.cads is not None} | {
-        "heart",
-        "liver",
-        "spleen",
-    }
+    by_cads = {row.structure for row in catalog.labels if row.model == "cads"}
+    assert {s.name for s in cads} == by_cads | {"heart", "liver", "spleen"}
     assert len(structure_universe(catalog, datasets, "catalog")) == len(catalog)
     with pytest.raises(ConfigurationError, match="universe must be one of"):
         structure_universe(catalog, datasets, "everything")
