@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from pydicom.dataset import Dataset
 
 from omas_idc.geometry import VolumeGeometry
 
@@ -66,6 +67,10 @@ class CTVolume:
         The source files, in slice order (for multi-frame sources the one file, repeated).
     warnings
         What the reader repaired, dropped or noticed (localizers dropped, empty UIDs, ...).
+    datasets
+        The source header of each slice as the reader parsed it, without pixel data (for
+        multi-frame sources the one dataset, repeated), so that the encoder copies from them
+        instead of parsing the files again; empty where the volume was not read from DICOM.
     """
 
     hu: npt.NDArray[np.int16]
@@ -74,6 +79,7 @@ class CTVolume:
     header: SeriesHeader
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    datasets: tuple[Dataset, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.hu.dtype != np.int16:

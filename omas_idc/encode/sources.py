@@ -53,8 +53,9 @@ def _check_uids(ds: Dataset, path: str, series_uid: str) -> None:
 def load_source_datasets(volume: SourceSeries) -> list[Dataset]:
     """The source image headers of ``volume``, one per distinct file, in slice order.
 
-    A :class:`~omas_idc.read.SeriesHeaders` brings them along; for a
-    :class:`~omas_idc.volume.CTVolume` they are read from its files (without pixel data).
+    A :class:`~omas_idc.read.SeriesHeaders`, and a :class:`~omas_idc.volume.CTVolume` read by
+    :func:`~omas_idc.read.read_series`, bring them along (the reader's own parse); otherwise
+    they are read from the volume's files (without pixel data).
 
     Raises
     ------
@@ -67,7 +68,7 @@ def load_source_datasets(volume: SourceSeries) -> list[Dataset]:
             series_instance_uid=volume.series_instance_uid or None,
             reason="no-sources",
         )
-    known = volume.datasets if isinstance(volume, SeriesHeaders) else None
+    known = volume.datasets if len(volume.datasets) == len(volume.files) else None
     datasets: list[Dataset] = []
     seen: set[str] = set()
     for index, path in enumerate(volume.files):

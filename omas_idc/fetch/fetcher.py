@@ -54,6 +54,11 @@ class FetchOptions:
         Wall-clock limit of one s5cmd call.
     disk_margin
         Free space required before starting, as a multiple of the bytes still to download.
+    check_contents
+        Parse every downloaded file to check that it is a complete DICOM file of the series
+        (counts and sizes are always checked against the bucket and the index). The run turns
+        this off: its read stage parses every file right after and names any damaged one, so
+        each series is parsed once.
     """
 
     source: str = "aws"
@@ -64,6 +69,7 @@ class FetchOptions:
     s5cmd_retry_count: int = 2
     timeout_s: float = 3600.0
     disk_margin: float = 1.1
+    check_contents: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in ENDPOINTS:
@@ -177,7 +183,7 @@ def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd)
     except S5cmdError as err:
         raise _s5cmd_fetch_error(err, ref, url, s5) from err
     try:
-        files = verify_series(ref, series_dir, listing)
+        files = verify_series(ref, series_dir, listing, check_contents=options.check_contents)
     except FetchError as err:
         if err.reason == "invalid-dicom":
             # sync --size-only would keep a same-size damaged file: remove bad files so that

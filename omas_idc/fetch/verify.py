@@ -106,8 +106,14 @@ def check_dicom_file(path: Path, series_instance_uid: str | None = None) -> str 
     return None
 
 
-def verify_series(ref: SeriesRef, series_dir: Path, listing: dict[str, int]) -> dict[str, int]:
+def verify_series(
+    ref: SeriesRef, series_dir: Path, listing: dict[str, int], *, check_contents: bool = True
+) -> dict[str, int]:
     """Check the files of ``series_dir`` against the bucket ``listing`` and the index.
+
+    ``check_contents`` also parses every file (a complete DICOM file of the series); a caller
+    whose next step parses every file anyway (the run's read stage, which names any file it
+    cannot decode) passes ``False``, so that a series is parsed once.
 
     Returns
     -------
@@ -142,7 +148,7 @@ def verify_series(ref: SeriesRef, series_dir: Path, listing: dict[str, int]) -> 
             series_instance_uid=uid,
             reason="size-mismatch",
         )
-    for name in sorted(local):
+    for name in sorted(local) if check_contents else ():
         problem = check_dicom_file(series_dir / name, uid)
         if problem is not None:
             raise FetchError(

@@ -176,6 +176,30 @@ def _read_native_into(
     return stored
 
 
+def _check_complete(ds: Dataset, path: str, series_uid: str) -> None:
+    """Refuse a file whose pixel data is declared longer than what the file holds.
+
+    pydicom reads a truncated value without complaint (it simply comes back short); the
+    reader parses each file once (the run's fetch leaves this check to it), so it checks the
+    declared length of the deferred pixel data against the file's size here, by the header's
+    own numbers, without reading the pixels.
+    """
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if not isinstance(element, RawDataElement) or element.value is not None:
+        return
+    if element.value_tell is None or element.length == 0xFFFFFFFF:
+        return  # encapsulated: its items are checked as they are decoded
+    size = os.path.getsize(path)
+    if element.value_tell + element.length > size:
+        raise UnsupportedSeriesError(
+            f"{path} is truncated: its pixel data is declared as {element.length} bytes but "
+            f"the file ends {size - element.value_tell} bytes after its start. Fetch the "
+            "series again; if the copy in the archive is damaged, exclude the series.",
+            series_instance_uid=series_uid,
+            reason="truncated-file",
+        )
+
+
 def _decode_file(
     items: Sequence[tuple[int, SliceRecord]],
     out: npt.NDArray[np.int16],
@@ -195,6 +219,8 @@ def _decode_file(
             reason="not-ct-volume",
         )
     ts = UID(f.transfer_syntax_uid)
+    if not ts.is_deflated:  # a deflated file's offsets count the inflated stream
+        _check_complete(ds, f.path, series_uid)
     if len(items) == 1:
         index, rec = items[0]
         stored = _read_native_into(ds, f.path, ts, out[index])

@@ -233,6 +233,7 @@ def read_series(
         header=header,
         files=tuple(r.file.path for r in ordered),
         warnings=unique,
+        datasets=_headers_only(ordered),
     )
 
 
@@ -296,6 +297,18 @@ def _read_ordered(
     return ordered, geometry, warnings
 
 
+def _headers_only(ordered: list[SliceRecord]) -> tuple[Dataset, ...]:
+    """The parsed header of each slice without its (deferred) pixel data, as
+    ``stop_before_pixels`` would give it: what derived objects copy from their sources."""
+    datasets = []
+    for r in ordered:
+        ds = r.file.dataset
+        if "PixelData" in ds:
+            del ds.PixelData
+        datasets.append(ds)
+    return tuple(datasets)
+
+
 def _finish(
     ordered: list[SliceRecord], warnings: list[str]
 ) -> tuple[SeriesHeader, tuple[SourceReference, ...], tuple[str, ...]]:
@@ -341,19 +354,13 @@ def read_series_headers(
         As for :func:`read_series`.
     """
     ordered, geometry, warnings = _read_ordered(source, series_instance_uid, allow_tilt, workers)
-    datasets = []
-    for r in ordered:
-        ds = r.file.dataset
-        if "PixelData" in ds:
-            # Headers only: drop the deferred pixel data (as stop_before_pixels would).
-            del ds.PixelData
-        datasets.append(ds)
+    datasets = _headers_only(ordered)
     header, refs, unique = _finish(ordered, warnings)
     return SeriesHeaders(
         geometry=geometry,
         source_refs=refs,
         header=header,
         files=tuple(r.file.path for r in ordered),
-        datasets=tuple(datasets),
+        datasets=datasets,
         warnings=unique,
     )

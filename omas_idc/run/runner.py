@@ -201,6 +201,8 @@ def _loader(request: RunRequest) -> Callable[[SeriesRef, Path], Path]:
         endpoint_url=request.endpoint_url,
         workers=request.config.run.fetch_workers,
         attempts=request.config.run.max_attempts,
+        # The read stage parses every file next: one parse per series.
+        check_contents=False,
     )
 
     def load(ref: SeriesRef, work_dir: Path) -> Path:
