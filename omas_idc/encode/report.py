@@ -7,7 +7,7 @@ whose private coding schemes are declared in the CodingSchemeIdentificationSeque
 (PS3.3 C.12.1).
 
 Concepts that have no DICOM or SNOMED CT equivalent belong to the private coding scheme
-``99OMAS`` (PS3.16 section 8.2: private schemes start with ``99``).
+``99OMAS`` (:mod:`omas_idc.coding`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from omas_idc.catalog.model import Structure
+from omas_idc.coding import IBSI_SCHEME, OMAS_SCHEME, OMAS_SCHEME_NAME, OMAS_SCHEME_ORGANIZATION
 from omas_idc.encode.provenance import Provenance
 from omas_idc.encode.seg import series_number_for
 from omas_idc.encode.segments import coded
@@ -35,14 +36,6 @@ __all__ = [
     "scheme_item",
 ]
 
-#: Private coding scheme of the QA and annotation concepts (declared in the
-#: CodingSchemeIdentificationSequence).
-OMAS_SCHEME = "99OMAS"
-#: CodingSchemeName and CodingSchemeResponsibleOrganization declared for ``99OMAS``.
-OMAS_SCHEME_NAME = "omas-idc quality control and annotation concepts"
-OMAS_SCHEME_ORGANIZATION = "omas-idc developers (https://github.com/omas-idc)"
-#: Image Biomarker Standardisation Initiative, the percentiles' scheme in IDC's radiomics map.
-IBSI_SCHEME = "IBSI"
 #: The TID 1500 container of qualitative evaluations about the whole report (row 12).
 QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 

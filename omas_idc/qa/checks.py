@@ -1,6 +1,7 @@
 """QA rules: each turns measurements into a :class:`~omas_idc.qa.records.Finding`.
 
-The rules (thresholds are module constants):
+The rules (their SR concepts, thresholds and plausibility columns are registered in
+:data:`omas_idc.qa.rules.QA_RULES`):
 
 Truncation
     A segment whose bounding box touches the first or last slice, or the first/last row or
@@ -48,7 +49,7 @@ from omas_idc.catalog.model import Catalog, Structure
 from omas_idc.errors import CatalogError, QAError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.qa.measure import body_midline, measure_labelmap
-from omas_idc.qa.plausibility import StructureExpectation, load_plausibility
+from omas_idc.qa.plausibility import StructureExpectation
 from omas_idc.qa.records import (
     Finding,
     QARecord,
@@ -58,6 +59,7 @@ from omas_idc.qa.records import (
     Verdict,
     worst,
 )
+from omas_idc.qa.rules import QA_RULES, Check
 from omas_idc.volume import CTVolume
 
 __all__ = [
@@ -76,9 +78,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LATERALITY_TOLERANCE_MM = 5.0
-MINIMUM_VOLUME_ML = 5.0
-SPLIT_FRACTION = 0.9
+LATERALITY_TOLERANCE_MM = QA_RULES.rule(Check.LATERALITY).threshold("tolerance_mm")
+MINIMUM_VOLUME_ML = QA_RULES.rule(Check.MINIMUM_VOLUME).threshold("min_volume_ml")
+SPLIT_FRACTION = QA_RULES.rule(Check.COMPONENTS).threshold("split_fraction")
 _LEFT, _RIGHT = "7771000", "24028007"
 #: Vertebral levels from cranial to caudal, as in the catalog names ``vertebrae_<level>``.
 VERTEBRA_LEVELS: tuple[str, ...] = (
@@ -106,9 +108,9 @@ def check_truncation(structure: Structure, metrics: SegmentMetrics) -> Finding:
     if structure.name == "body":
         borders = tuple(b for b in borders if b not in ("first_slice", "last_slice"))
     if not borders:
-        return Finding("truncation", Verdict.PASS)
+        return Finding(Check.TRUNCATION, Verdict.PASS)
     return Finding(
-        "truncation",
+        Check.TRUNCATION,
         Verdict.WARN,
         "truncated:" + "+".join(borders),
         f"touches the {', '.join(b.replace('_', ' ') for b in borders)} of the field of view",
@@ -121,11 +123,11 @@ def check_components(expectation: StructureExpectation, metrics: SegmentMetrics)
         return None
     n, fraction = metrics.components, metrics.largest_component_fraction
     if n <= 1:
-        return Finding("components", Verdict.PASS)
+        return Finding(Check.COMPONENTS, Verdict.PASS)
     message = f"{n} connected components, {100 * fraction:.1f}% of the voxels in the largest"
     if fraction >= SPLIT_FRACTION:
-        return Finding("components", Verdict.WARN, "fragments", message)
-    return Finding("components", Verdict.FAIL, "split", message)
+        return Finding(Check.COMPONENTS, Verdict.WARN, "fragments", message)
+    return Finding(Check.COMPONENTS, Verdict.FAIL, "split", message)
 
 
 def check_laterality(
@@ -138,11 +140,11 @@ def check_laterality(
     sign = 1.0 if side == "left" else -1.0
     distance = sign * (metrics.centroid_lps[0] - midline_x_mm)
     if distance > LATERALITY_TOLERANCE_MM:
-        return Finding("laterality", Verdict.PASS), distance
+        return Finding(Check.LATERALITY, Verdict.PASS), distance
     if distance < -LATERALITY_TOLERANCE_MM:
         return (
             Finding(
-                "laterality",
+                Check.LATERALITY,
                 Verdict.FAIL,
                 "wrong_side",
                 f"a {side} structure {abs(distance):.1f} mm on the patient's other side of "
@@ -152,7 +154,7 @@ def check_laterality(
         )
     return (
         Finding(
-            "laterality",
+            Check.LATERALITY,
             Verdict.WARN,
             "near_midline",
             f"centroid {distance:+.1f} mm from the midline: side undecidable",
@@ -174,7 +176,7 @@ def check_volume(
         if volume < low:
             return [
                 Finding(
-                    "plausibility",
+                    Check.PLAUSIBILITY,
                     Verdict.WARN,
                     "volume_below_range",
                     f"{volume:.1f} mL < {low:g} mL ({expectation.source})",
@@ -183,25 +185,25 @@ def check_volume(
         if volume > high:
             return [
                 Finding(
-                    "plausibility",
+                    Check.PLAUSIBILITY,
                     Verdict.WARN,
                     "volume_above_range",
                     f"{volume:.1f} mL > {high:g} mL ({expectation.source})",
                 )
             ]
-        return [Finding("plausibility", Verdict.PASS)]
+        return [Finding(Check.PLAUSIBILITY, Verdict.PASS)]
     if expectation.small:
         return []
     if volume < min_volume_ml:
         return [
             Finding(
-                "minimum_volume",
+                Check.MINIMUM_VOLUME,
                 Verdict.WARN,
                 "volume_below_minimum",
                 f"{volume:.2f} mL < {min_volume_ml:g} mL",
             )
         ]
-    return [Finding("minimum_volume", Verdict.PASS)]
+    return [Finding(Check.MINIMUM_VOLUME, Verdict.PASS)]
 
 
 def _vertebra_level(structure: Structure) -> int | None:
@@ -227,7 +229,7 @@ def _vertebra_status(
     low, high = levels[0], levels[-1]
     if low < level < high:
         return Status.ABSENT, Finding(
-            "status",
+            Check.STATUS,
             Verdict.WARN,
             "absent_between_present",
             f"vertebra {VERTEBRA_LEVELS[level]} absent between "
@@ -277,7 +279,8 @@ def assess_series(
     catalog
         Maps each model label to its structure (name, codes, laterality).
     expectations
-        Per-structure ranges and expectations; defaults to ``dicom_templates/plausibility.csv``.
+        Per-structure ranges and expectations; defaults to the registry's plausibility data
+        (:meth:`omas_idc.qa.rules.QARegistry.expectations`, ``plausibility.csv``).
     min_volume_ml
         The floor under which a structure without a cited range is flagged
         (``volume_below_minimum``); IDC's 5 mL by default.
@@ -299,7 +302,7 @@ def assess_series(
             series_instance_uid=volume.series_instance_uid or None,
             reason="configuration",
         )
-    table = load_plausibility() if expectations is None else expectations
+    table = QA_RULES.expectations() if expectations is None else expectations
     series_uid = volume.series_instance_uid
     measured: list[tuple[TaskLabelMap, int, Structure, SegmentMetrics | None]] = []
     seen: dict[str, str] = {}
@@ -393,7 +396,7 @@ def assess_series(
     series_findings: list[Finding] = []
     if not any(r.status is Status.PRESENT for r in records):
         series_findings.append(
-            Finding("status", Verdict.WARN, "no_structure", "no structure is present")
+            Finding(Check.STATUS, Verdict.WARN, "no_structure", "no structure is present")
         )
     verdict = worst([r.verdict for r in records] + [f.verdict for f in series_findings])
     logger.info(

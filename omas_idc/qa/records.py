@@ -18,10 +18,10 @@ Verdicts (see :mod:`omas_idc.qa.checks` for the rules that produce them):
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 from omas_idc.catalog.model import Structure
+from omas_idc.choices import StrEnum
 
 __all__ = [
     "Finding",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-class Verdict(str, enum.Enum):
+class Verdict(StrEnum):
     """The outcome of a check, of a segment, or of a series (ordered pass < warn < fail)."""
 
     PASS = "pass"
@@ -53,7 +53,7 @@ def worst(verdicts: list[Verdict] | tuple[Verdict, ...]) -> Verdict:
     return max(verdicts, key=lambda v: v.rank, default=Verdict.PASS)
 
 
-class Status(str, enum.Enum):
+class Status(StrEnum):
     """Whether an expected structure is in the label map (see :mod:`omas_idc.qa.checks`)."""
 
     PRESENT = "present"
@@ -68,8 +68,9 @@ class Finding:
     Attributes
     ----------
     check
-        The check's identifier: ``"truncation"``, ``"components"``, ``"laterality"``,
-        ``"plausibility"``, ``"minimum_volume"``, ``"status"``.
+        The check's identifier (:class:`omas_idc.qa.rules.Check`): ``"truncation"``,
+        ``"components"``, ``"laterality"``, ``"plausibility"``, ``"minimum_volume"``,
+        ``"status"``.
     verdict
         Its outcome.
     reason

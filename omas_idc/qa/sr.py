@@ -18,7 +18,8 @@ Structure (PS3.16 TID 1500 "Measurement Report"):
     median 373099004, and the 10th and 90th percentiles with the IBSI codes that IDC's
     radiomics map uses (QG58, 8DWT; ``cloudsegmentator_radiomicsFeaturesMaps.csv``).
 
-  Qualitative evaluations carry each QA check and the segment verdict.
+  Qualitative evaluations carry each QA check and the segment verdict, named by the concepts
+  of the QA rule registry (:data:`omas_idc.qa.rules.QA_RULES`).
 - A TID 1500 "Qualitative Evaluations" container (UMLS C0034375) with the series verdict.
 
 The QA concepts have no DICOM or SNOMED CT equivalent, so they belong to the private coding
@@ -41,11 +42,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 
-from omas_idc.catalog.model import Catalog, Code
+from omas_idc.catalog.model import Catalog
 from omas_idc.encode.provenance import Provenance, derived_uid
 from omas_idc.encode.report import (
     IBSI_SCHEME,
-    OMAS_SCHEME,
     QUALITATIVE_EVALUATIONS,
     build_report,
     finding_sites,
@@ -53,33 +53,17 @@ from omas_idc.encode.report import (
 from omas_idc.encode.segments import coded
 from omas_idc.encode.segread import segment_references
 from omas_idc.errors import EncodingError
-from omas_idc.qa.records import QARecord, SeriesQA, Status, Verdict
+from omas_idc.qa.records import QARecord, SeriesQA, Status
+from omas_idc.qa.rules import QA_RULES
 from omas_idc.volume import CTVolume
 
-__all__ = ["CHECK_CODES", "SR_SERIES_POSITION", "VERDICT_CODES", "encode_sr"]
+__all__ = ["SR_SERIES_POSITION", "encode_sr"]
 
 logger = logging.getLogger(__name__)
 
 #: Series number position of the SR (see :func:`omas_idc.encode.seg.series_number_for`).
 SR_SERIES_POSITION = 99
 
-#: QA check -> the concept naming its qualitative evaluation.
-CHECK_CODES: dict[str, Code] = {
-    "truncation": Code("QA0001", OMAS_SCHEME, "Field of view truncation check"),
-    "components": Code("QA0002", OMAS_SCHEME, "Connected components check"),
-    "laterality": Code("QA0003", OMAS_SCHEME, "Laterality check"),
-    "plausibility": Code("QA0004", OMAS_SCHEME, "Volume plausibility check"),
-    "minimum_volume": Code("QA0005", OMAS_SCHEME, "Minimum volume check"),
-    "status": Code("QA0006", OMAS_SCHEME, "Expected structure status check"),
-    "segment": Code("QA0010", OMAS_SCHEME, "Segment quality control verdict"),
-    "series": Code("QA0011", OMAS_SCHEME, "Series quality control verdict"),
-}
-#: Verdict -> its value concept.
-VERDICT_CODES: dict[Verdict, Code] = {
-    Verdict.PASS: Code("QA0100", OMAS_SCHEME, "Pass"),
-    Verdict.WARN: Code("QA0101", OMAS_SCHEME, "Warning"),
-    Verdict.FAIL: Code("QA0102", OMAS_SCHEME, "Fail"),
-}
 _ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 _HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
 _P10 = hd.sr.CodedConcept("QG58", IBSI_SCHEME, "10th percentile")
@@ -116,12 +100,14 @@ def _measurements(record: QARecord) -> list[hd.sr.Measurement]:
 
 def _evaluations(record: QARecord) -> list[hd.sr.QualitativeEvaluation]:
     items = [
-        hd.sr.QualitativeEvaluation(coded(CHECK_CODES[f.check]), coded(VERDICT_CODES[f.verdict]))
+        hd.sr.QualitativeEvaluation(
+            coded(QA_RULES.concept(f.check)), coded(QA_RULES.verdict_code(f.verdict))
+        )
         for f in record.findings
     ]
     items.append(
         hd.sr.QualitativeEvaluation(
-            coded(CHECK_CODES["segment"]), coded(VERDICT_CODES[record.verdict])
+            coded(QA_RULES.segment_verdict), coded(QA_RULES.verdict_code(record.verdict))
         )
     )
     return items
@@ -162,8 +148,8 @@ def _series_evaluations(qa: SeriesQA) -> hd.sr.ContainerContentItem:
     container.ContentSequence = DicomSequence(
         [
             hd.sr.CodeContentItem(
-                name=coded(CHECK_CODES["series"]),
-                value=coded(VERDICT_CODES[qa.verdict]),
+                name=coded(QA_RULES.series_verdict),
+                value=coded(QA_RULES.verdict_code(qa.verdict)),
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
             )
         ]

@@ -16,7 +16,8 @@ from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_d
 from omas_idc.encode.report import OMAS_SCHEME
 from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.qa import SeriesQA, Status, assess_series
-from omas_idc.qa.sr import CHECK_CODES, VERDICT_CODES, encode_sr
+from omas_idc.qa.rules import QA_RULES
+from omas_idc.qa.sr import encode_sr
 from omas_idc.read import read_series
 from omas_idc.testing import validators
 from omas_idc.testing.tasks import truth_task_labelmaps
@@ -141,11 +142,34 @@ def test_highdicom_reads_back_the_values_written(
             if e.name.scheme_designator == OMAS_SCHEME
         }
         assert len(evaluations) == len(record.findings) + 1
-        assert evaluations[CHECK_CODES["segment"].value].value == (
-            VERDICT_CODES[record.verdict].value
+        assert evaluations[QA_RULES.segment_verdict.value].value == (
+            QA_RULES.verdict_code(record.verdict).value
         )
         assert all(c.scheme_designator == OMAS_SCHEME for c in evaluations.values())
     assert all(r.status is not Status.PRESENT or r.name in present for r in qa.records)
+
+
+def test_each_finding_is_written_with_its_rules_concept(
+    series: tuple, catalog: Catalog, tmp_path: Path
+) -> None:
+    """Every finding of a segment is one evaluation named by its rule's registered concept."""
+    volume, qa, segs, _, _ = series
+    path = write_dataset(encode_sr(volume, qa, segs, catalog, PROVENANCE), tmp_path / "sr.dcm")
+    groups = hd.sr.srread(path).content.get_volumetric_roi_measurement_groups()
+    assert groups
+    for group in groups:
+        record = qa.record(group.tracking_identifier)
+        written = {
+            e.name.value: e.value.value
+            for e in group.get_qualitative_evaluations()
+            if e.name.scheme_designator == OMAS_SCHEME
+        }
+        expected = {
+            QA_RULES.concept(f.check).value: QA_RULES.verdict_code(f.verdict).value
+            for f in record.findings
+        }
+        expected[QA_RULES.segment_verdict.value] = QA_RULES.verdict_code(record.verdict).value
+        assert written == expected
 
 
 def test_sr_is_deterministic(series: tuple, catalog: Catalog, tmp_path: Path) -> None:
