@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from omas_idc.choices import suggestion
 from omas_idc.errors import SelectionError
 from omas_idc.select.filters import SelectionFilters, Shard
 from omas_idc.select.ranking import one_per_study
@@ -103,13 +104,11 @@ def completed_series(outputs_dir: Path, algorithm: str | None = None) -> set[str
 
 
 def _validate_choice(name: str, value: str, choices: Iterable[str]) -> None:
-    import difflib
-
     options = list(choices)
     if value not in options:
-        close = difflib.get_close_matches(value, options, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SelectionError(f"{name} must be one of {options}, got {value!r}.{hint}")
+        raise SelectionError(
+            f"{name} must be one of {options}, got {value!r}.{suggestion(value, options)}"
+        )
 
 
 def select_series(

@@ -42,13 +42,13 @@ Example
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omas_idc.choices import choose, suggestion
 from omas_idc.errors import ConfigurationError
 
 if sys.version_info >= (3, 11):
@@ -76,11 +76,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def _choice(value: str, choices: Sequence[str], what: str) -> str:
-    if value not in choices:
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigurationError(f"unknown {what} {value!r}; choose one of {list(choices)}.{hint}")
-    return value
+    return choose(value, choices, what)
 
 
 @dataclass(frozen=True)
@@ -332,9 +328,7 @@ def _known(section: Mapping[str, Any], allowed: Sequence[str], where: str) -> No
 
 
 def _unknown_key(key: str, allowed: Sequence[str], where: str) -> ConfigurationError:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ConfigurationError(f"unknown key {key!r} in [{where}].{hint}")
+    return ConfigurationError(f"unknown key {key!r} in [{where}].{suggestion(key, allowed)}")
 
 
 def train_config_from_dict(data: Mapping[str, Any], base: Path = Path()) -> TrainConfig:
