@@ -15,6 +15,7 @@ from datetime import datetime
 from pydicom.uid import UID, generate_uid
 
 from omas_idc import __version__
+from omas_idc.identity import ModelIdentity
 
 __all__ = ["UID_PREFIX", "Provenance", "derived_uid"]
 
@@ -66,6 +67,24 @@ class Provenance:
     content_creator_name: str = "omas-idc^"
     manufacturer: str = "omas-idc"
     omas_idc_version: str = __version__
+
+    @classmethod
+    def for_model(cls, model: ModelIdentity, timestamp: datetime) -> Provenance:
+        """The provenance of outputs made by ``model`` at ``timestamp``."""
+        return cls(
+            model=model.name,
+            model_version=model.version,
+            timestamp=timestamp,
+            weights_variant=model.variant,
+            weights_licence=model.licence,
+        )
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model behind the outputs."""
+        return ModelIdentity(
+            self.model, self.model_version, self.weights_variant, self.weights_licence
+        )
 
     def uid(self, source_series_uid: str, task: str, kind: str) -> UID:
         """The UID of ``kind`` (``"series"``, ``"instance"``) for one task of one source series."""

@@ -33,6 +33,7 @@ from omas_idc import __version__
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode import Provenance, SegLayout
 from omas_idc.errors import OmasIdcError
+from omas_idc.identity import ModelIdentity
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.publish.layout import path_part
 from omas_idc.publish.store import OutputStore, publish_series
@@ -61,13 +62,10 @@ class Engine(Protocol):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """The model behind a run's outputs (provenance of every SEG and SR)."""
+class ModelInfo(ModelIdentity):
+    """The model behind a run's outputs (its identity, the provenance of every SEG and SR),
+    with the order of its tasks and the device it runs on."""
 
-    name: str
-    version: str
-    variant: str = ""
-    licence: str = ""
     task_order: tuple[str, ...] = ()
     device: str = ""
 
@@ -184,13 +182,7 @@ def run_series(
     todo = [s for s in state.to_do(options.max_attempts) if s.series_uid in by_uid]
     if on_start:
         on_start(len(todo))
-    provenance = Provenance(
-        model=model.name,
-        model_version=model.version,
-        weights_variant=model.variant,
-        weights_licence=model.licence,
-        timestamp=timestamp,
-    )
+    provenance = Provenance.for_model(model, timestamp)
     loaded: queue.Queue[Any] = queue.Queue(maxsize=max(1, options.queue_size))
     segmented: queue.Queue[Any] = queue.Queue(maxsize=max(1, options.queue_size))
     lock = threading.Lock()
