@@ -164,16 +164,41 @@ def _pipelined(
         endpoint_url=endpoint,
         timestamp=datetime(2026, 1, 1),
     )
+    cpu = time.process_time()
     try:
         result = execute_run(request, engine, info, refs=refs)  # type: ignore[arg-type]
     finally:
         engine.close()
+    cpu = time.process_time() - cpu
     report = json.loads(result.report_path.read_text())
+    # CPU seconds of this process (every thread of the run; not the S3 server's) per series.
+    report["cpu_seconds_per_series"] = cpu / len(refs)
     # The pipeline's own time (as the sequential loop, without loading the model).
     wall = float(report["seconds"])
     if report["done"] != len(refs):
         raise SystemExit(f"pipelined run finished {report['done']} of {len(refs)} series: {report}")
     return wall, report
+
+
+def _saved_parses(series_dir: Path) -> dict[str, float]:
+    """Seconds of the two parses of a series the run no longer makes (best of 3): the fetch's
+    full-file check and the encoder's second read of the source headers."""
+    import pydicom
+
+    from omas_idc.fetch.verify import check_dicom_file
+
+    files = sorted(p for p in series_dir.iterdir() if p.is_file())
+    best = {"fetch check": float("inf"), "encoder re-read": float("inf")}
+    for _ in range(3):
+        t = time.perf_counter()
+        for path in files:
+            check_dicom_file(path)
+        best["fetch check"] = min(best["fetch check"], time.perf_counter() - t)
+        t = time.perf_counter()
+        for path in files:
+            pydicom.dcmread(path, stop_before_pixels=True)
+        best["encoder re-read"] = min(best["encoder re-read"], time.perf_counter() - t)
+    return best
 
 
 def main() -> None:
@@ -191,6 +216,7 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
     rounds: list[tuple[dict[str, float], float]] = []
+    cpu_per_series: list[float] = []
     with (
         moto_server() as endpoint,
         tempfile.TemporaryDirectory(prefix="omas-pipeline-bench-") as folder,
@@ -203,11 +229,14 @@ def main() -> None:
             # Alternate which goes first, so that neither always finds the caches warm.
             if r % 2 == 0:
                 times = _sequential(refs, model_dir, endpoint, root / f"sequential{r}")
-                wall, _ = _pipelined(refs, model_dir, endpoint, root / f"pipelined{r}")
+                wall, report = _pipelined(refs, model_dir, endpoint, root / f"pipelined{r}")
             else:
-                wall, _ = _pipelined(refs, model_dir, endpoint, root / f"pipelined{r}")
+                wall, report = _pipelined(refs, model_dir, endpoint, root / f"pipelined{r}")
                 times = _sequential(refs, model_dir, endpoint, root / f"sequential{r}")
             rounds.append((times, wall))
+            cpu_per_series.append(float(report["cpu_seconds_per_series"]))  # type: ignore[arg-type]
+        fetched = next((root / "sequential0" / "dicom").rglob("*.dcm")).parent
+        saved = _saved_parses(fetched)
     n = len(refs)
     shape = size["shape"]
     print(f"{n} series of {shape[2]}x{shape[1]}x{shape[0]} from a loopback S3 server")  # type: ignore[index]
@@ -229,6 +258,16 @@ def main() -> None:
     print(
         f"ratio      pipelined is x{statistics.median(ratios):.2f} the sequential rate "
         f"(median of {len(ratios)} rounds; min x{min(ratios):.2f}, max x{max(ratios):.2f})"
+    )
+    print(
+        f"run CPU    {statistics.median(cpu_per_series):.3f} s per series (median of "
+        f"{len(cpu_per_series)} pipelined runs; min {min(cpu_per_series):.3f}, "
+        f"max {max(cpu_per_series):.3f})"
+    )
+    print(
+        "saved parse per series: "
+        + ", ".join(f"{what} {seconds:.3f} s" for what, seconds in saved.items())
+        + f" ({sum(saved.values()):.3f} s)"
     )
 
 

@@ -23,3 +23,8 @@ def test_pipeline_benchmark_quick_mode_prints_rates() -> None:
     for kind in ("sequential", "pipelined"):
         assert any(line.startswith(kind) and line.endswith("series/hour") for line in lines)
     assert any(line.startswith("ratio") for line in lines)
+    cpu = next(line for line in lines if line.startswith("run CPU"))
+    assert 0.0 < float(cpu.split()[2]) < 60.0, cpu
+    saved = next(line for line in lines if line.startswith("saved parse per series"))
+    seconds = [float(part.split()[-2]) for part in saved.split(": ", 1)[1].split(", ")]
+    assert all(0.0 < value < 60.0 for value in seconds), saved
