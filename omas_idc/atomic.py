@@ -35,26 +35,33 @@ def file_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path, *, fsync: bool = True) -> Iterator[BinaryIO]:
+def _temporary_beside(target: Path, suffix: str = "") -> Iterator[Path]:
+    """A unique temporary path in ``target``'s folder; on a clean exit its file is fsynced,
+    given the umask's mode and renamed over ``target``; on an exception it is removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with temporary.open("rb+") as stream:
+            os.fsync(stream.fileno())
+        os.chmod(temporary, file_mode())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     """Open a binary stream whose content replaces ``path`` only when the block ends cleanly.
 
     The parent folder is created if needed. On an exception the temporary file is removed and
     the target is left as it was.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            yield stream
-            stream.flush()
-            if fsync:
-                os.fsync(stream.fileno())
-        os.chmod(temporary, file_mode())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with _temporary_beside(Path(path)) as temporary, temporary.open("wb") as stream:
+        yield stream
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -83,18 +90,6 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], object], suffix:
     ``suffix`` keeps an extension writers look at (``".nii.gz"``) on the temporary name.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix, dir=target.parent
-    )
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        with open(temporary, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.chmod(temporary, file_mode())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with _temporary_beside(target, suffix) as temporary:
+        write(temporary)
     return target
