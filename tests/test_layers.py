@@ -2,8 +2,8 @@
 
 The layers, lowest first (a module may import from its own layer and the layers below it):
 
-1. foundation: ``errors``, ``choices``, ``atomic``, ``coding``, ``geometry``, ``volume``,
-   ``labelmap``, ``resources``, ``series_ref``, ``nifti``, ``gridmatch``, ``catalog``,
+1. foundation: ``errors``, ``choices``, ``atomic``, ``coding``, ``geometry``, ``identity``,
+   ``volume``, ``labelmap``, ``resources``, ``series_ref``, ``nifti``, ``gridmatch``, ``catalog``,
    ``phantom``, ``models`` and the package root (``__version__``);
 2. ``select``, ``fetch``: which series, and their files;
 3. ``read``: DICOM files -> ``CTVolume``;
@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "atomic",
         "coding",
         "geometry",
+        "identity",
         "volume",
         "labelmap",
         "resources",
