@@ -19,11 +19,13 @@ Measured on fresh phantoms in every orientation option of the demo model's tests
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from omas_idc.atomic import atomic_write_text
 from omas_idc.train.config import (
     DatasetConfig,
     ModelSpec,
@@ -183,6 +185,10 @@ def train_demo_model(
     folder = train(config, resume=False, intensity_samples=1_000_000)
     # The resumable state (optimiser included) is no part of the packaged model.
     (folder / "fold_all" / "checkpoint_latest.pth").unlink(missing_ok=True)
+    # The packaged demo answers to `--model demo` as well as to its card name.
+    card_file = Path(out) / "card.json"
+    card = json.loads(card_file.read_text())
+    atomic_write_text(card_file, json.dumps({**card, "aliases": ["demo"]}, indent=2) + "\n")
     return folder
 
 

@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from omas_idc.atomic import atomic_write_text, atomic_write_with
+from omas_idc.catalog.tables import LABEL_COLUMNS
 from omas_idc.train.trainer import TRAINER_NAME, PreparedData, Trainer
 
-__all__ = ["export_model", "result_folder_name"]
+__all__ = ["LABELS_FILE", "export_model", "result_folder_name"]
+
+#: The exported family's label table, beside its ``card.json``.
+LABELS_FILE = "labels.csv"
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +46,15 @@ def result_folder_name(plans: Mapping[str, Any], configuration: str = "3d_fullre
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _label_table(name: str, task_id: str, labels: Sequence[str]) -> str:
+    """The family's label table (``labels.csv``): a model trained with omas-idc names its
+    labels by catalog structure, so each label's name is its structure's."""
+    lines = [",".join(LABEL_COLUMNS)]
+    lines += [f"{name},{task_id},{value},{label},{label}" for value, label in enumerate(labels, 1)]
+    return "\n".join(lines) + "\n"
 
 
 def export_model(
@@ -106,15 +117,15 @@ def export_model(
         "trainer_name": TRAINER_NAME,
         "inference_allowed_mirroring_axes": None,
     }
-    target = folder / "fold_all" / "checkpoint_final.pth"
-    partial = target.with_name(target.name + ".partial")
-    torch.save(checkpoint, partial)
-    partial.replace(target)
+    atomic_write_with(
+        folder / "fold_all" / "checkpoint_final.pth", lambda path: torch.save(checkpoint, path)
+    )
     card: dict[str, Any] = {
         "name": name,
         "version": version,
         "description": description,
         "recipe": "nnunet-native",
+        "labels": LABELS_FILE,
         "tile_step_size": 0.5,
         "mirroring": False,
         "default_variant": "local",
@@ -135,6 +146,7 @@ def export_model(
         "training_datasets": {k: list(v) for k, v in data.datasets.items()},
     }
     card.update(extra_card or {})
+    atomic_write_text(output / LABELS_FILE, _label_table(name, task_id, data.labels))
     _write_json(output / "card.json", card)
     logger.info("exported %s to %s", name, folder)
     return folder

@@ -19,6 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from omas_idc.engine.card import load_card  # noqa: E402
 from omas_idc.engine.model import load_model  # noqa: E402
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig  # noqa: E402
 from omas_idc.nifti import write_nifti  # noqa: E402
@@ -210,6 +211,12 @@ def test_train_command_with_a_users_resenc_plans_writes_a_model_the_engine_runs(
     model = load_model(tmp_path / "model" / "card.json")
     network = model.tasks[0].networks[0]
     assert type(network).__name__ == "ResidualEncoderUNet"
+    # The export is a model family: its card names its label table, rows -> catalog structures.
+    rows = load_card(tmp_path / "model" / "card.json").labels
+    assert [(r.task, r.label, r.structure) for r in rows] == [
+        (str(model.tasks[0].card.id), value, name)
+        for value, name in enumerate(["liver", "spleen", "kidney_left", "kidney_right"], 1)
+    ]
     geometry, hu, _labels, _structures = render_phantom(
         _options(54, orientation="axial", patient_position="FFS")
     )
