@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from omas_idc.choices import did_you_mean
+from omas_idc.choices import StrEnum
 from omas_idc.engine.model import LoadedTask, SegmentationModel
 from omas_idc.engine.modelfolder import ResamplingSpec
 from omas_idc.engine.preprocessing import (
@@ -49,11 +49,27 @@ from omas_idc.errors import ConfigurationError, InferenceError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
 
-__all__ = ["Segmenter", "SegmenterConfig", "torch_threads"]
+__all__ = ["DeviceKind", "Precision", "Segmenter", "SegmenterConfig", "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
-_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+class DeviceKind(StrEnum):
+    """The kinds of compute device the engine runs on (a CUDA device may add ``:index``)."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class Precision(StrEnum):
+    """Arithmetic of the networks: float16 autocast on CUDA and float32 elsewhere (``auto``),
+    or one for all."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
 
 
 @dataclass(frozen=True)
@@ -105,11 +121,8 @@ class SegmenterConfig:
     max_series_in_flight: int = 2
 
     def __post_init__(self) -> None:
-        if self.precision not in _PRECISIONS:
-            raise did_you_mean(self.precision, _PRECISIONS, "precision")
-        kind = self.device.split(":")[0]
-        if kind not in ("cpu", "cuda", "mps"):
-            raise did_you_mean(kind, ("cpu", "cuda", "mps"), "device")
+        Precision.parse(self.precision, "precision")
+        DeviceKind.parse(self.device.split(":")[0], "device")
         if self.batch_size < 1 or self.max_series_in_flight < 1:
             raise ConfigurationError("batch_size and max_series_in_flight must be >= 1")
         if self.tile_step_size is not None and not 0 < self.tile_step_size <= 1:
@@ -467,12 +480,13 @@ class Segmenter:
             series.future.set_exception(err)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        precision = self.config.precision
-        if precision == "auto":
-            precision = "fp16" if self.device.type == "cuda" else "fp32"
-        if precision == "fp32":
+        precision = Precision.parse(self.config.precision, "precision")
+        if precision is Precision.AUTO:
+            cuda = self.device.type == DeviceKind.CUDA
+            precision = Precision.FP16 if cuda else Precision.FP32
+        if precision is Precision.FP32:
             return contextlib.nullcontext()
-        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        dtype = torch.float16 if precision is Precision.FP16 else torch.bfloat16
         return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
