@@ -36,6 +36,7 @@ def encode(
     import numpy as np
 
     from omas_idc.catalog import load_catalog
+    from omas_idc.choices import suggestion
     from omas_idc.encode import LAYOUTS, Provenance, encode_binary, encode_labelmaps, write_dataset
     from omas_idc.errors import OmasIdcError
     from omas_idc.gridmatch import GridMismatch, map_onto_grid
@@ -44,7 +45,7 @@ def encode(
     from omas_idc.read import read_series_headers
 
     if layout not in LAYOUTS:
-        raise typer.BadParameter(f"--layout must be one of {LAYOUTS}, got {layout!r}")
+        raise typer.BadParameter(f"must be one of {list(LAYOUTS)}.{suggestion(layout, LAYOUTS)}")
     try:
         # Encoding needs the grid and the source headers, not the HU values: pixels stay unread.
         volume = read_series_headers(series_dir, series_instance_uid=series_uid)

@@ -55,6 +55,7 @@ def release_labels(
     refused (its reason is in outcomes.json); the other cases are released.
     """
     from omas_idc.catalog import load_catalog
+    from omas_idc.choices import suggestion
     from omas_idc.encode import LAYOUTS
     from omas_idc.errors import OmasIdcError
     from omas_idc.release import (
@@ -69,7 +70,7 @@ def release_labels(
     if universe not in UNIVERSES:
         raise typer.BadParameter(f"--universe must be one of {UNIVERSES}, got {universe!r}")
     if layout not in LAYOUTS:
-        raise typer.BadParameter(f"--layout must be one of {LAYOUTS}, got {layout!r}")
+        raise typer.BadParameter(f"must be one of {list(LAYOUTS)}.{suggestion(layout, LAYOUTS)}")
     try:
         when = datetime.fromisoformat(timestamp) if timestamp else datetime.now()
     except ValueError as err:

@@ -57,7 +57,7 @@ import numpy.typing as npt
 
 from omas_idc.atomic import atomic_write_text
 from omas_idc.catalog.model import Catalog, Structure
-from omas_idc.encode import LAYOUTS, EncodedSeg, encode_binary, encode_labelmaps, write_dataset
+from omas_idc.encode import EncodedSeg, SegLayout, encode_binary, encode_labelmaps, write_dataset
 from omas_idc.encode.annotation_sr import (
     AnnotationStatus,
     StructureStatus,
@@ -398,8 +398,7 @@ def encode_case(
         Where the encoder refuses (for example ``empty-uids`` for anonymisation-damaged
         source files).
     """
-    if layout not in LAYOUTS:
-        raise ConfigurationError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    chosen = SegLayout.parse(layout, "SEG layout")
     volume, dataset = prepared.volume, prepared.dataset
     provenance = dataset.provenance(timestamp)
     statuses = annotation_statuses(
@@ -409,7 +408,7 @@ def encode_case(
         volume.geometry.voxel_volume_mm3,
         covers_series=prepared.covers_series,
     )
-    if layout == "binary":
+    if chosen is SegLayout.BINARY:
         seg = encode_binary(volume, [prepared.labelmap], catalog, provenance)
     else:
         seg = next(iter(encode_labelmaps(volume, [prepared.labelmap], catalog, provenance)), None)

@@ -80,6 +80,15 @@ class OutputSettings:
     seg_layout: str = "labelmap"
     delete_downloads: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked here, so that a TOML file and a command-line override are refused alike.
+        if self.seg_layout not in LAYOUTS:
+            raise ConfigurationError(
+                f"output.seg_layout must be one of {list(LAYOUTS)}, got {self.seg_layout!r}."
+                f"{suggestion(self.seg_layout, LAYOUTS)}",
+                reason="invalid-setting",
+            )
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -167,12 +176,6 @@ def config_from_dict(data: dict[str, Any], where: str = "configuration") -> RunC
 
 
 def _validate(config: RunConfig, where: str) -> None:
-    if config.output.seg_layout not in LAYOUTS:
-        raise ConfigurationError(
-            f"{where}: output.seg_layout must be one of {list(LAYOUTS)}, "
-            f"got {config.output.seg_layout!r}.{suggestion(config.output.seg_layout, LAYOUTS)}",
-            reason="invalid-setting",
-        )
     if config.selection.per_study not in ("all", "one"):
         raise ConfigurationError(
             f"{where}: selection.per_study must be 'all' or 'one'", reason="invalid-setting"

@@ -142,3 +142,16 @@ def test_run_with_nothing_to_select_is_a_configuration_error(
     assert result.exit_code == 2, result.output
     assert "nothing to select" in result.output
     assert handed_to_pipeline == []
+
+
+def test_an_unknown_layout_on_the_command_line_is_refused_before_anything_runs(
+    tmp_path: Path, handed_to_pipeline: list[list[SeriesRef]]
+) -> None:
+    args = ["run", "--collection", SMALL_COLLECTION, "--layout", "binery"]
+    args += ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "seg_layout must be one of" in result.output
+    assert "Did you mean 'binary'?" in result.output
+    assert handed_to_pipeline == []
+    assert not (tmp_path / "out").exists()
