@@ -2,9 +2,9 @@
 
 The layers, lowest first (a module may import from its own layer and the layers below it):
 
-1. foundation: ``errors``, ``choices``, ``atomic``, ``coding``, ``geometry``, ``identity``,
-   ``volume``, ``labelmap``, ``resources``, ``series_ref``, ``nifti``, ``gridmatch``, ``catalog``,
-   ``phantom``, ``models`` and the package root (``__version__``);
+1. foundation: ``errors``, ``choices``, ``atomic``, ``paths``, ``coding``, ``geometry``,
+   ``identity``, ``volume``, ``labelmap``, ``resources``, ``series_ref``, ``nifti``,
+   ``gridmatch``, ``catalog``, ``phantom``, ``models`` and the package root (``__version__``);
 2. ``select``, ``fetch``: which series, and their files;
 3. ``read``: DICOM files -> ``CTVolume``;
 4. ``engine``: ``CTVolume`` -> task label maps;
@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "errors",
         "choices",
         "atomic",
+        "paths",
         "coding",
         "geometry",
         "identity",

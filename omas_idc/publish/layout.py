@@ -13,39 +13,13 @@ encoded or replaced, so that no value can name a folder outside its place in the
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 
 from omas_idc.errors import PublishError
+from omas_idc.paths import path_part
 from omas_idc.series_ref import SeriesRef
 
 __all__ = ["check_relative_name", "output_path", "path_part", "series_prefix"]
-
-_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-def path_part(value: str, missing: str = "unknown") -> str:
-    """``value`` as one safe path component (see the module docstring for the encoding).
-
-    Parameters
-    ----------
-    value
-        The untrusted value (a UID, a collection id, a PatientID).
-    missing
-        What an empty value becomes.
-    """
-    if not value:
-        return missing
-    if _PLAIN.fullmatch(value) and not value.startswith("."):
-        return value
-    # Percent-encode every byte outside the plain set (a '.' too, where it could start '..').
-    encoded = "".join(
-        chr(byte) if byte in _SAFE_BYTES or (byte == 0x2E and i > 0) else f"%{byte:02X}"
-        for i, byte in enumerate(value.encode("utf-8"))
-    )
-    return encoded
-
 
 def series_prefix(ref: SeriesRef) -> PurePosixPath:
     """``<collection>/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>`` for a series."""
