@@ -5,19 +5,33 @@ column per field, plus the IDC data version in the file's metadata) by
 :func:`write_selection` and read back by :func:`read_selection`. This module imports neither
 duckdb nor idc-index, so that every stage can use it; pyarrow is imported inside the two
 functions.
+
+Values in a selection come from outside the program (the IDC index, BigQuery, a file someone
+edited): before any of them becomes part of a path or a request, :func:`check_ref` checks the
+identifiers (:func:`check_uid`: the DICOM UID grammar; :func:`check_uuid`: IDC's
+``crdc_series_uuid``; the bucket name), and :meth:`SeriesRef.relative_dir` encodes the other
+values with :func:`omas_idc.paths.path_part`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from omas_idc.errors import SelectionError
+from omas_idc.paths import path_part
+
 __all__ = [
     "GCS_BUCKETS",
     "SeriesRef",
+    "check_bucket",
+    "check_ref",
+    "check_uid",
+    "check_uuid",
     "read_selection",
     "selection_provenance",
     "unique_series",
@@ -32,6 +46,84 @@ GCS_BUCKETS: dict[str, str] = {
 }
 
 _METADATA_KEY = b"omas_idc.selection"
+
+#: PS3.5 9.1: components of digits separated by '.', no leading zero in a multi-digit one.
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+_UID_MAX_LENGTH = 64
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: S3 bucket names: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with
+#: a letter or digit.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def check_uid(value: str, what: str) -> str:
+    """``value`` if it is a DICOM UID (PS3.5 9.1); a :class:`SelectionError` otherwise.
+
+    A UID is made of numeric components separated by ``.``, none with a leading zero unless
+    it is ``0`` itself, at most 64 characters in all. Only such a value may become part of a
+    path or a request.
+
+    Parameters
+    ----------
+    value
+        The value to check (from a selection, the IDC index, a command line).
+    what
+        What it is and where it comes from, for the message
+        (``"SeriesInstanceUID in row 3 of sel.parquet"``).
+
+    Returns
+    -------
+    str
+        ``value`` unchanged.
+
+    Raises
+    ------
+    SelectionError
+        ``reason="invalid-uid"``, naming ``what`` and the value.
+    """
+    if isinstance(value, str) and len(value) <= _UID_MAX_LENGTH and _UID.fullmatch(value):
+        return value
+    raise SelectionError(
+        f"{what} is {value!r}, which is not a DICOM UID (PS3.5 9.1: digits in components "
+        f"separated by '.', no leading zeros, at most {_UID_MAX_LENGTH} characters). Correct "
+        "the selection (select again with `omas-idc select`) or leave the series out.",
+        reason="invalid-uid",
+    )
+
+
+def check_uuid(value: str, what: str) -> str:
+    """``value`` if it is a UUID (IDC's ``crdc_series_uuid``); a :class:`SelectionError` otherwise.
+
+    Raises
+    ------
+    SelectionError
+        ``reason="invalid-uuid"``, naming ``what`` and the value.
+    """
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return value
+    raise SelectionError(
+        f"{what} is {value!r}, which is not a UUID (8-4-4-4-12 hexadecimal digits, the form of "
+        "IDC's crdc_series_uuid). Correct the selection (select again with `omas-idc select`) "
+        "or leave the series out.",
+        reason="invalid-uuid",
+    )
+
+
+def check_bucket(value: str, what: str) -> str:
+    """``value`` if it is a valid S3 bucket name; a :class:`SelectionError` otherwise.
+
+    Raises
+    ------
+    SelectionError
+        ``reason="invalid-bucket"``, naming ``what`` and the value.
+    """
+    if isinstance(value, str) and _BUCKET.fullmatch(value) and ".." not in value:
+        return value
+    raise SelectionError(
+        f"{what} is {value!r}, which is not an S3 bucket name (3 to 63 lower-case letters, "
+        "digits, '.' and '-'). Correct the selection (select again with `omas-idc select`).",
+        reason="invalid-bucket",
+    )
 
 
 @dataclass(frozen=True)
@@ -122,13 +214,15 @@ class SeriesRef:
         """The series' folder below the download root, as idc-index lays it out by default.
 
         idc-index's ``DOWNLOAD_HIERARCHY_DEFAULT`` is
-        ``%collection_id/%PatientID/%StudyInstanceUID/%Modality_%SeriesInstanceUID``.
+        ``%collection_id/%PatientID/%StudyInstanceUID/%Modality_%SeriesInstanceUID``. Each
+        part goes through :func:`omas_idc.paths.path_part`: ordinary values are unchanged,
+        and a value such as ``../../x`` stays one folder name inside the download root.
         """
         return PurePosixPath(
-            self.collection_id,
-            self.patient_id,
-            self.study_instance_uid,
-            f"{self.modality}_{self.series_instance_uid}",
+            path_part(self.collection_id, "unknown-collection"),
+            path_part(self.patient_id, "unknown-patient"),
+            path_part(self.study_instance_uid, "unknown-study"),
+            path_part(f"{self.modality}_{self.series_instance_uid}"),
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -140,6 +234,38 @@ class SeriesRef:
         """Build a ``SeriesRef`` from :meth:`to_record`'s dict, ignoring unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def check_ref(ref: SeriesRef, where: str = "") -> SeriesRef:
+    """``ref`` if its identifiers may become paths and requests; a :class:`SelectionError` if not.
+
+    Checks the SeriesInstanceUID, StudyInstanceUID and SOP Class UID (:func:`check_uid`), the
+    ``crdc_series_uuid`` (:func:`check_uuid`) and the bucket name (:func:`check_bucket`).
+    The other values (collection, PatientID, modality) are free text that
+    :meth:`SeriesRef.relative_dir` encodes.
+
+    Parameters
+    ----------
+    ref
+        The series.
+    where
+        Where it comes from, for the message (``"row 3 of sel.parquet"``).
+
+    Raises
+    ------
+    SelectionError
+        Naming the field, its value and ``where``; ``reason`` is ``"invalid-uid"``,
+        ``"invalid-uuid"`` or ``"invalid-bucket"``.
+    """
+    suffix = f" in {where}" if where else ""
+    check_uid(ref.series_instance_uid, f"SeriesInstanceUID{suffix}")
+    check_uid(
+        ref.study_instance_uid, f"StudyInstanceUID{suffix} (series {ref.series_instance_uid})"
+    )
+    check_uid(ref.sop_class_uid, f"SOPClassUID{suffix} (series {ref.series_instance_uid})")
+    check_uuid(ref.crdc_series_uuid, f"crdc_series_uuid{suffix} (series {ref.series_instance_uid})")
+    check_bucket(ref.aws_bucket, f"aws_bucket{suffix} (series {ref.series_instance_uid})")
+    return ref
 
 
 def _schema() -> Any:
@@ -190,10 +316,15 @@ def write_selection(
 def read_selection(path: Path) -> list[SeriesRef]:
     """Read a selection written by :func:`write_selection`.
 
+    The rows' identifiers are not checked here, so that one bad row does not hide the others:
+    each stage checks a series before its values become paths or requests (:func:`check_ref`;
+    the fetch stage reports a bad row as a failed series and goes on with the others).
+
     Raises
     ------
     ValueError
-        If the file lacks a column a ``SeriesRef`` needs.
+        If the file lacks a column a ``SeriesRef`` needs, or a row lacks a required value
+        (the message names the row).
     """
     import pyarrow.parquet as pq
 
@@ -205,7 +336,16 @@ def read_selection(path: Path) -> list[SeriesRef]:
             f"{path} is not an omas-idc selection: columns {sorted(missing)} are missing. "
             "Write it with `omas-idc select ... --out FILE`."
         )
-    return [SeriesRef.from_record(row) for row in table.to_pylist()]
+    refs = []
+    for number, row in enumerate(table.to_pylist()):
+        try:
+            refs.append(SeriesRef.from_record(row))
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path} row {number} is not a valid series: {err}. Write the selection with "
+                "`omas-idc select ... --out FILE`."
+            ) from err
+    return refs
 
 
 def selection_provenance(path: Path) -> dict[str, str]:

@@ -6,6 +6,12 @@ them into ``<out>/<collection_id>/<PatientID>/<StudyInstanceUID>/<Modality>_<Ser
 (idc-index's default layout); verify (:mod:`omas_idc.fetch.verify`); write the marker.
 Transient failures (unreachable endpoint, short or damaged files) are retried with exponential
 backoff; one failing series never stops the others: each gets a :class:`FetchResult`.
+
+A selection's values come from outside: a series is checked (:func:`omas_idc.series_ref.check_ref`:
+DICOM UIDs, a UUID, a bucket name) before anything is listed or written, its folder is built
+from encoded parts (:meth:`SeriesRef.relative_dir`), and every file deleted (an interrupted
+download's leftovers, a damaged file) must lie inside its series folder
+(:func:`omas_idc.paths.inside`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from omas_idc.errors import FetchError
+from omas_idc.errors import FetchError, OmasIdcError
 from omas_idc.fetch.s5cmd import ENDPOINTS, S5cmd, S5cmdError
 from omas_idc.fetch.verify import check_dicom_file, is_verified, verify_series, write_marker
-from omas_idc.series_ref import SeriesRef
+from omas_idc.paths import inside
+from omas_idc.series_ref import SeriesRef, check_ref
 
 __all__ = ["FetchOptions", "FetchResult", "check_disk_space", "fetch_selection", "fetch_series"]
 
@@ -155,7 +162,7 @@ def check_disk_space(refs: Sequence[SeriesRef], out_dir: Path, margin: float = 1
 def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd) -> int:
     uid = ref.series_instance_uid
     url = ref.bucket_url(options.source)
-    series_dir = out_dir / ref.relative_dir()
+    series_dir = _inside(ref, out_dir, out_dir / ref.relative_dir(), "the series folder")
     try:
         listing = s5.list_objects(url)
     except S5cmdError as err:
@@ -177,7 +184,10 @@ def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd)
             series_instance_uid=uid,
             reason="count-mismatch",
         )
-    _remove_strays(series_dir, listing)
+    for name in listing:
+        # An object name is the bucket's: it must name a file of this folder ("..", "." do not).
+        _inside(ref, series_dir, series_dir / name, f"the object {name!r} of {url} at")
+    _remove_strays(ref, series_dir, listing)
     try:
         copied = s5.sync(url, series_dir)
     except S5cmdError as err:
@@ -189,7 +199,7 @@ def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd)
             # sync --size-only would keep a same-size damaged file: remove bad files so that
             # the next attempt downloads them again.
             for name in listing:
-                file = series_dir / name
+                file = _inside(ref, series_dir, series_dir / name, "the damaged file")
                 if file.is_file() and check_dicom_file(file, uid) is not None:
                     file.unlink()
         raise
@@ -197,19 +207,29 @@ def _fetch_once(ref: SeriesRef, out_dir: Path, options: FetchOptions, s5: S5cmd)
     return copied
 
 
-def _remove_strays(series_dir: Path, listing: dict[str, int]) -> None:
+def _inside(ref: SeriesRef, root: Path, path: Path, what: str) -> Path:
+    """``path`` if it lies inside ``root``; a ``FetchError`` (``"unsafe-path"``) otherwise."""
+    return inside(
+        root, path, what=what, error=FetchError, series_instance_uid=ref.series_instance_uid
+    )
+
+
+def _remove_strays(ref: SeriesRef, series_dir: Path, listing: dict[str, int]) -> None:
     """Delete files of an unverified series folder that the bucket does not hold.
 
     A download killed mid-way (a pre-empted VM, a SIGKILLed run) leaves s5cmd's temporary
     files (``<object>.dcm<digits>``) beside the finished ones; they are not series files and
-    would make the verification fail for good.
+    would make the verification fail for good. A symbolic link is never followed: only
+    regular files inside the folder are removed.
     """
-    if not series_dir.is_dir():
+    if not series_dir.is_dir() or series_dir.is_symlink():
         return
     for path in series_dir.iterdir():
-        if path.is_file() and path.name not in listing:
-            logger.info("removing %s: not an object of the series (an interrupted download)", path)
-            path.unlink()
+        if path.is_symlink() or not path.is_file() or path.name in listing:
+            continue
+        _inside(ref, series_dir, path, "the leftover file")
+        logger.info("removing %s: not an object of the series (an interrupted download)", path)
+        path.unlink()
 
 
 def _s5cmd_fetch_error(err: S5cmdError, ref: SeriesRef, url: str, s5: S5cmd) -> FetchError:
@@ -227,8 +247,21 @@ def _s5cmd_fetch_error(err: S5cmdError, ref: SeriesRef, url: str, s5: S5cmd) -> 
     )
 
 
-def fetch_series(ref: SeriesRef, out_dir: Path, options: FetchOptions | None = None) -> FetchResult:
+def fetch_series(
+    ref: SeriesRef, out_dir: Path, options: FetchOptions | None = None, *, where: str = ""
+) -> FetchResult:
     """Fetch and verify one series, retrying transient failures with backoff.
+
+    Parameters
+    ----------
+    ref
+        The series; its identifiers are checked first (:func:`omas_idc.series_ref.check_ref`).
+    out_dir
+        The download root.
+    options
+        How to fetch.
+    where
+        Where ``ref`` comes from, for the message of a bad identifier (``"row 3"``).
 
     Returns
     -------
@@ -240,8 +273,12 @@ def fetch_series(ref: SeriesRef, out_dir: Path, options: FetchOptions | None = N
     FetchError
         When the last attempt failed; ``reason`` says why (``"not-found"``,
         ``"count-mismatch"``, ``"unreachable"``, ``"size-mismatch"``, ``"invalid-dicom"``,
-        ``"s5cmd-failed"``).
+        ``"s5cmd-failed"``, ``"unsafe-path"``: a bucket object name that leaves the folder).
+    SelectionError
+        Before anything is fetched, if an identifier of ``ref`` is not what it must be
+        (``"invalid-uid"``, ``"invalid-uuid"``, ``"invalid-bucket"``).
     """
+    check_ref(ref, where)
     options = options or FetchOptions()
     series_dir = out_dir / ref.relative_dir()
     start = time.monotonic()
@@ -312,12 +349,12 @@ def fetch_selection(
     needed = check_disk_space(refs, out_dir, options.disk_margin)
     logger.info("fetching %d series (%.2f GB to download)", len(refs), needed / 1e9)
 
-    def run(ref: SeriesRef) -> FetchResult:
+    def run(number: int, ref: SeriesRef) -> FetchResult:
         start = time.monotonic()
         try:
-            result = fetch_series(ref, out_dir, options)
+            result = fetch_series(ref, out_dir, options, where=f"selection row {number}")
         except Exception as err:  # noqa: BLE001 - the one place that isolates a failing series
-            fetch_error = err if isinstance(err, FetchError) else None
+            known = err if isinstance(err, OmasIdcError) else None
             result = FetchResult(
                 ref.series_instance_uid,
                 "failed",
@@ -325,7 +362,7 @@ def fetch_selection(
                 attempts=options.attempts,
                 seconds=time.monotonic() - start,
                 error_class=type(err).__name__,
-                reason=fetch_error.reason if fetch_error else "unexpected",
+                reason=known.reason if known else "unexpected",
                 message=str(err),
             )
             logger.error("%s", err)
@@ -334,4 +371,4 @@ def fetch_selection(
         return result
 
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
-        return list(pool.map(run, refs))
+        return list(pool.map(run, range(len(refs)), refs))

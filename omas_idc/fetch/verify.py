@@ -19,6 +19,7 @@ import struct
 from pathlib import Path
 
 from omas_idc.errors import FetchError
+from omas_idc.paths import path_part
 from omas_idc.series_ref import SeriesRef
 
 __all__ = [
@@ -36,8 +37,12 @@ _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 
 
 def marker_path(root: Path, series_instance_uid: str) -> Path:
-    """Where the verification marker of a series lives below the download root."""
-    return root / ".omas-idc" / "fetched" / f"{series_instance_uid}.json"
+    """Where the verification marker of a series lives below the download root.
+
+    The UID is encoded by :func:`omas_idc.paths.path_part` (a DICOM UID is unchanged), so
+    that whatever a selection holds, the marker stays in the markers' folder.
+    """
+    return root / ".omas-idc" / "fetched" / f"{path_part(series_instance_uid)}.json"
 
 
 def _check_encapsulated(value: bytes) -> str | None:
