@@ -20,7 +20,7 @@ refused with a :class:`~omas_idc.errors.SeriesGeometryError` whose ``reason`` na
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -129,21 +129,35 @@ def drop_localizers(
     return kept, warnings
 
 
+def _odd_ones(records: Sequence[SliceRecord], key: Callable[[SliceRecord], object]) -> str:
+    """Name the slices whose ``key`` differs from the most common one (for messages)."""
+    values = [key(r) for r in records]
+    usual = max(set(values), key=values.count)
+    odd = [r for r, v in zip(records, values, strict=True) if v != usual]
+    named = ", ".join(f"{r.where()} has {key(r)}" for r in odd[:3])
+    more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+    return f"{len(values) - len(odd)} slice(s) have {usual}; {named}{more}"
+
+
 def _check_sizes(records: Sequence[SliceRecord], series_uid: str) -> None:
     sizes = {(r.rows, r.columns) for r in records}
     if len(sizes) > 1:
         raise SeriesGeometryError(
-            f"the slices have different sizes (rows x columns: {sorted(sizes)}); "
-            "a volume needs one. Select the images of one reconstruction.",
+            f"the slices have different sizes (rows x columns: {sorted(sizes)}; "
+            f"{_odd_ones(records, lambda r: (r.rows, r.columns))}); a volume needs one. "
+            "Select the images of one reconstruction (a single odd file may be damaged: "
+            "fetch it again).",
             series_instance_uid=series_uid,
             reason="mixed-size",
         )
     spacing = np.array([r.pixel_spacing for r in records])
     if np.ptp(spacing, axis=0).max() > PIXEL_SPACING_TOLERANCE_MM:
         found = sorted({tuple(np.round(s, 4)) for s in spacing})
+        odd = _odd_ones(records, lambda r: tuple(np.round(r.pixel_spacing, 3)))
         raise SeriesGeometryError(
-            f"the slices have different PixelSpacing ({found}); a volume needs one. "
-            "Select the images of one reconstruction.",
+            f"the slices have different PixelSpacing ({found}; {odd}); a volume needs one. "
+            "Select the images of one reconstruction (a single odd file may be damaged: fetch "
+            "it again).",
             series_instance_uid=series_uid,
             reason="mixed-pixel-spacing",
         )
@@ -175,7 +189,14 @@ def _dedupe(
     return [ordered[i] for i in keep], distances[keep], warnings
 
 
-def _check_steps(steps: np.ndarray, tilt: float, series_uid: str) -> None:
+def _between(ordered: Sequence[SliceRecord], index: int) -> str:
+    """The files of slices ``index`` and ``index + 1`` (for messages)."""
+    return f"between {ordered[index].where()} and {ordered[index + 1].where()}"
+
+
+def _check_steps(
+    steps: np.ndarray, tilt: float, series_uid: str, ordered: Sequence[SliceRecord]
+) -> None:
     median = float(np.median(steps))
     tolerance = max(SLICE_STEP_ABSOLUTE_TOLERANCE_MM, SLICE_STEP_RELATIVE_TOLERANCE * median)
     irregular = np.abs(steps - median) > tolerance
@@ -191,7 +212,7 @@ def _check_steps(steps: np.ndarray, tilt: float, series_uid: str) -> None:
     if is_gap:
         missing = int(np.sum(np.round(multiples) - 1))
         where = ", ".join(
-            f"{s:.2f} mm after slice {i}"
+            f"{s:.2f} mm after slice {i} ({_between(ordered, int(i))})"
             for i, s in zip(np.flatnonzero(irregular), odd, strict=True)
         )
         raise SeriesGeometryError(
@@ -202,9 +223,11 @@ def _check_steps(steps: np.ndarray, tilt: float, series_uid: str) -> None:
             reason="gap",
         )
     found = ", ".join(f"{s:.3f}" for s in sorted(set(np.round(steps, 3)))[:8])
+    first = int(np.flatnonzero(irregular)[0])
     raise SeriesGeometryError(
         f"non-uniform slice spacing: steps along the slice normal of {found} mm (tolerance "
-        f"{tolerance:.3f} mm around the median {median:.3f} mm).{tilt_note} A regular volume "
+        f"{tolerance:.3f} mm around the median {median:.3f} mm; the first odd step is "
+        f"{_between(ordered, first)}).{tilt_note} A regular volume "
         "cannot hold these slices without resampling, which would move the SEG off the source "
         "slices. Split the series into its uniformly spaced parts.",
         series_instance_uid=series_uid,
@@ -270,7 +293,7 @@ def build_geometry(
     geometry = VolumeGeometry.from_slices(orientation, pixel_spacing, positions, rows, columns)
     tilt = geometry.tilt_degrees
     tilted = tilt > TILT_TOLERANCE_DEGREES
-    _check_steps(np.diff(distances), tilt if tilted else 0.0, series_uid)
+    _check_steps(np.diff(distances), tilt if tilted else 0.0, series_uid, ordered)
     if tilted and not allow_tilt:
         raise SeriesGeometryError(
             f"the gantry is tilted by {tilt:.2f} degrees (slice step not parallel to the slice "
@@ -283,12 +306,16 @@ def build_geometry(
     expected = geometry.voxel_to_lps(
         np.stack([np.arange(len(ordered)), np.zeros(len(ordered)), np.zeros(len(ordered))], -1)
     )
-    residual = float(np.max(np.linalg.norm(expected - positions, axis=1)))
+    residuals = np.linalg.norm(expected - positions, axis=1)
+    residual = float(np.max(residuals))
     limit = POSITION_TOLERANCE_FRACTION * geometry.slice_spacing
     if residual > limit:
+        worst = ordered[int(np.argmax(residuals))].where()
         raise SeriesGeometryError(
-            f"the slice positions do not lie on one straight, evenly spaced line: a slice is "
-            f"{residual:.3f} mm from where a regular grid puts it (tolerance {limit:.3f} mm). "
+            f"the slice positions do not lie on one straight, evenly spaced line: a slice "
+            f"({worst}) is {residual:.3f} mm from where a regular grid puts it (tolerance "
+            f"{limit:.3f} mm; the first and last slices, {ordered[0].where()} and "
+            f"{ordered[-1].where()}, set the grid). "
             "Split the series into regular parts.",
             series_instance_uid=series_uid,
             reason="nonuniform-spacing",

@@ -8,13 +8,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from omas_idc.errors import UnsupportedSeriesError
 from omas_idc.geometry import VolumeGeometry
 from omas_idc.read.checks import build_geometry, drop_localizers
+from omas_idc.read.consistency import (
+    check_pixel_description,
+    check_series_encoding,
+    check_slice,
+    value_transform_warnings,
+)
 from omas_idc.read.decode import decode_volume
 from omas_idc.read.files import (
     CT_VOLUME_SOP_CLASSES,
+    PARSE_ERRORS,
     SeriesFiles,
     collect_paths,
     group_by_series,
@@ -61,8 +69,15 @@ def list_series(source: Source, *, workers: int | None = None) -> list[SeriesFil
     return group_by_series(scan_files(collect_paths(source), workers=workers))
 
 
+def _few_files(series: SeriesFiles) -> str:
+    """The files of a series of one to three files (a damaged UID makes such a 'series')."""
+    if len(series.files) > 3:
+        return ""
+    return ": " + ", ".join(f.path for f in series.files)
+
+
 def _select(series: list[SeriesFiles], wanted: str | None, source: Source) -> SeriesFiles:
-    listing = "\n".join(f"  {s.label()}" for s in series)
+    listing = "\n".join(f"  {s.label()}{_few_files(s)}" for s in series)
     if not series:
         raise UnsupportedSeriesError(
             f"no DICOM image files found in {source}. Point to the folder of one CT series.",
@@ -106,19 +121,54 @@ def _ct_files(chosen: SeriesFiles) -> tuple[list[SliceRecord], list[str]]:
             series_instance_uid=uid,
             reason="not-ct-volume",
         )
+    unknown = [f for f in other if UID(f.sop_class_uid).name == f.sop_class_uid]
+    if unknown:
+        raise UnsupportedSeriesError(
+            f"{unknown[0].path} has the SOP Class UID {unknown[0].sop_class_uid!r}, which is no "
+            "known DICOM object: its header is damaged (the other files are "
+            f"{ct[0].sop_class_name}). Fetch the series again; if the copy in the archive is "
+            "damaged, exclude the series.",
+            series_instance_uid=uid,
+            reason="damaged-header",
+        )
     warnings = []
     if other:
         warnings.append(
             f"ignored {len(other)} non-CT-volume image(s) in the series "
-            f"({', '.join(sorted({f.sop_class_name for f in other}))})"
+            f"({', '.join(sorted({f.sop_class_name for f in other}))}): "
+            + ", ".join(f.path for f in other[:5])
         )
-    records = [r for f in ct for r in slices_of(f)]
+    records: list[SliceRecord] = []
+    for f in ct:
+        try:
+            check_pixel_description(f)
+            records += slices_of(f)
+        except PARSE_ERRORS as err:
+            raise UnsupportedSeriesError(
+                f"the header of {f.path} cannot be read ({type(err).__name__}: {err}); the "
+                "file is damaged. Fetch the series again; if the copy in the archive is "
+                "damaged, exclude the series.",
+                series_instance_uid=uid,
+                reason="damaged-header",
+            ) from err
+    check_series_encoding(ct, uid)
+    for r in records:
+        check_slice(r, uid)
+    warnings += value_transform_warnings(records)
     return records, warnings
 
 
 def _text(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword)
     return "" if value is None else str(value).strip()
+
+
+def _series_number(value: object) -> int | None:
+    """SeriesNumber, or None where absent or unreadable (it is descriptive only)."""
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
 
 
 def _header(ds: Dataset) -> SeriesHeader:
@@ -136,7 +186,7 @@ def _header(ds: Dataset) -> SeriesHeader:
         study_id=_text(ds, "StudyID"),
         accession_number=_text(ds, "AccessionNumber"),
         referring_physician_name=_text(ds, "ReferringPhysicianName"),
-        series_number=int(number) if number not in (None, "") else None,
+        series_number=_series_number(number),
         series_description=_text(ds, "SeriesDescription"),
         modality=_text(ds, "Modality") or "CT",
         manufacturer=_text(ds, "Manufacturer"),
@@ -313,7 +363,17 @@ def _finish(
     ordered: list[SliceRecord], warnings: list[str]
 ) -> tuple[SeriesHeader, tuple[SourceReference, ...], tuple[str, ...]]:
     """Header, source references and the de-duplicated warnings (logged)."""
-    header = _header(ordered[0].file.dataset)
+    first = ordered[0].file
+    try:
+        header = _header(first.dataset)
+    except PARSE_ERRORS as err:
+        raise UnsupportedSeriesError(
+            f"the patient/study/series attributes of {first.path} cannot be read "
+            f"({type(err).__name__}: {err}); the file is damaged. Fetch the series again; if "
+            "the copy in the archive is damaged, exclude the series.",
+            series_instance_uid=first.series_instance_uid,
+            reason="damaged-header",
+        ) from err
     warnings += [w for w in _uid_warnings(header, ordered) if w not in warnings]
     unique = tuple(dict.fromkeys(warnings))
     refs = tuple(
