@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
+from nibabel.filebasedimages import ImageFileError
 
 from omas_idc.atomic import atomic_write_with
 from omas_idc.geometry import VolumeGeometry, lps_to_ras
@@ -115,15 +117,40 @@ def read_nifti(
     """A NIfTI file as a ``[z, y, x]`` array and its LPS affine (sform, else qform).
 
     No reorientation: the array is the file's (i, j, k) data transposed.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, where it cannot be read as a 3-D NIfTI volume: missing, empty, not
+        NIfTI, a ``.nii.gz`` that is not gzip, truncated, or not 3-D (a 4-D series).
     """
-    image = nib.load(os.fspath(path))
+    try:
+        image = nib.load(os.fspath(path))
+    except FileNotFoundError as err:
+        raise ValueError(f"{path} does not exist: check the path") from err
+    except (OSError, EOFError, ValueError, ImageFileError) as err:
+        raise ValueError(
+            f"{path} is not a readable NIfTI file ({err}): give a .nii or .nii.gz file "
+            "(an empty file, another format, or a .nii.gz that is not gzip-compressed is not one)"
+        ) from err
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise ValueError(f"{path} is not a NIfTI file")
+        raise ValueError(
+            f"{path} is a {type(image).__name__}, not a NIfTI file: convert it to .nii.gz"
+        )
+    if len(image.shape) != 3:
+        raise ValueError(
+            f"{path} holds a {len(image.shape)}-D image of shape {image.shape}; a 3-D volume is "
+            "expected: give one volume (split a 4-D series into 3-D files first)"
+        )
     sform, sform_code = image.get_sform(coded=True)
     affine = sform if sform is not None and int(sform_code) > 0 else image.get_qform()
-    data = np.asanyarray(image.dataobj)
-    if data.ndim != 3:
-        raise ValueError(f"{path} holds a {data.ndim}-D image; a 3-D volume is expected")
+    try:
+        data = np.asanyarray(image.dataobj)
+    except (OSError, EOFError, ValueError, zlib.error) as err:
+        raise ValueError(
+            f"{path} is truncated or damaged: its header announces shape {image.shape} but the "
+            f"data cannot be read ({err}); copy or write the file again"
+        ) from err
     return np.ascontiguousarray(data.transpose(2, 1, 0)), lps_to_ras(affine)
 
 

@@ -3,6 +3,10 @@
 Each command lives in its own module under ``omas_idc.cli`` and registers itself on the app
 through ``register(app)``. Heavy libraries (torch, highdicom, duckdb) are imported inside the
 commands so that ``omas-idc --help`` stays fast. Only the CLI configures logging and prints.
+
+Errors: every registered command is wrapped by :func:`omas_idc.cli.errors.classify_app`, so a
+bad file, folder or option ends with one classified line (never a traceback, never read as rich
+markup) and the exit code of README's "Exit codes"; see :mod:`omas_idc.cli.errors`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from omas_idc import __version__
 from omas_idc.cli import batch as batch_commands
 from omas_idc.cli import catalog as catalog_commands
 from omas_idc.cli import encode as encode_commands
+from omas_idc.cli import errors as cli_errors
 from omas_idc.cli import fetch as fetch_commands
 from omas_idc.cli import merge as merge_commands
 from omas_idc.cli import models as models_commands
@@ -53,6 +58,7 @@ def _main(
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
 ) -> None:
+    cli_errors.set_verbosity(verbose)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level,
@@ -79,6 +85,7 @@ for _module in (
     release_labels_commands,
 ):
     _module.register(app)
+cli_errors.classify_app(app)
 
 
 def main() -> None:

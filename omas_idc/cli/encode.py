@@ -38,7 +38,7 @@ def encode(
     from omas_idc.catalog import load_catalog
     from omas_idc.choices import suggestion
     from omas_idc.encode import LAYOUTS, Provenance, encode_binary, encode_labelmaps, write_dataset
-    from omas_idc.errors import OmasIdcError
+    from omas_idc.errors import EncodingError
     from omas_idc.gridmatch import GridMismatch, map_onto_grid
     from omas_idc.labelmap import TaskLabelMap
     from omas_idc.nifti import read_nifti
@@ -47,54 +47,64 @@ def encode(
     if layout not in LAYOUTS:
         raise typer.BadParameter(f"must be one of {list(LAYOUTS)}.{suggestion(layout, LAYOUTS)}")
     try:
-        # Encoding needs the grid and the source headers, not the HU values: pixels stay unread.
-        volume = read_series_headers(series_dir, series_instance_uid=series_uid)
-        catalog = load_catalog()
-        structures = catalog.labels_for(model, task)
-        array, affine = read_nifti(labels)
-        try:
-            on_grid = map_onto_grid(array, affine, volume.geometry)
-        except GridMismatch as err:
-            raise typer.BadParameter(
-                f"{labels} does not lie on the grid of series {volume.series_instance_uid} "
-                f"({err.reason}): {err}. Resample it onto the DICOM grid first."
-            ) from err
-        values = {int(v) for v in np.unique(on_grid) if v}
-        unknown = sorted(values - set(structures))
-        if unknown:
-            raise typer.BadParameter(
-                f"{labels} holds labels {unknown} that {model} task {task} does not define"
-            )
-        dtype = "uint16" if max(values, default=0) > 255 else "uint8"
-        labelmap = TaskLabelMap(
-            model=model,
-            task=str(task),
-            array=on_grid.astype(dtype),
-            labels={v: structures[v].name for v in sorted(values)},
-            model_version=model_version,
-        )
         when = datetime.fromisoformat(timestamp) if timestamp else datetime.now()
-        provenance = Provenance(
-            model=model,
-            model_version=model_version,
-            timestamp=when,
-            algorithm_type=algorithm_type.upper(),
+    except ValueError as err:
+        raise typer.BadParameter(f"--timestamp {timestamp!r} is not ISO 8601") from err
+    # Errors (an unreadable series or label map, an unknown model or task) are reported by
+    # omas_idc.cli.errors: one classified line, exit 2.
+    # Encoding needs the grid and the source headers, not the HU values: pixels stay unread.
+    volume = read_series_headers(series_dir, series_instance_uid=series_uid)
+    catalog = load_catalog()
+    structures = catalog.labels_for(model, task)
+    try:
+        array, affine = read_nifti(labels)
+    except ValueError as err:
+        raise EncodingError(
+            f"cannot read the label map: {err}",
+            series_instance_uid=volume.series_instance_uid,
+            reason="unreadable-labels",
+        ) from err
+    try:
+        on_grid = map_onto_grid(array, affine, volume.geometry)
+    except GridMismatch as err:
+        raise typer.BadParameter(
+            f"{labels} does not lie on the grid of series {volume.series_instance_uid} "
+            f"({err.reason}): {err}. Resample it onto the DICOM grid first."
+        ) from err
+    values = {int(v) for v in np.unique(on_grid) if v}
+    unknown = sorted(values - set(structures))
+    if unknown:
+        raise typer.BadParameter(
+            f"{labels} holds labels {unknown} that {model} task {task} does not define"
         )
-        if layout == "labelmap":
-            encoded = encode_labelmaps(volume, [labelmap], catalog, provenance)
-        else:
-            binary = encode_binary(volume, [labelmap], catalog, provenance)
-            encoded = [binary] if binary is not None else []
-    except OmasIdcError as err:
-        err_console.print(f"[red]{err.error_class}[/red] ({err.reason}): {err}")
-        raise typer.Exit(code=1) from err
+    dtype = "uint16" if max(values, default=0) > 255 else "uint8"
+    labelmap = TaskLabelMap(
+        model=model,
+        task=str(task),
+        array=on_grid.astype(dtype),
+        labels={v: structures[v].name for v in sorted(values)},
+        model_version=model_version,
+    )
+    provenance = Provenance(
+        model=model,
+        model_version=model_version,
+        timestamp=when,
+        algorithm_type=algorithm_type.upper(),
+    )
+    if layout == "labelmap":
+        encoded = encode_labelmaps(volume, [labelmap], catalog, provenance)
+    else:
+        binary = encode_binary(volume, [labelmap], catalog, provenance)
+        encoded = [binary] if binary is not None else []
     if not encoded:
         err_console.print("no structure is present in the label map: no SEG written")
         raise typer.Exit(code=1)
     for item in encoded:
         name = f"seg_{model}_{'_'.join(item.tasks)}_{item.layout}.dcm"
         path = write_dataset(item.dataset, out / name)
-        console.print(f"{path}: {len(item.segments)} segments ({item.layout})")
+        console.print(
+            f"{path}: {len(item.segments)} segments ({item.layout})", markup=False, highlight=False
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,6 @@ def register(app: typer.Typer) -> None:
         previews: bool = typer.Option(True, "--previews/--no-previews", help="Write PNGs."),
     ) -> None:
         """Write sr.dcm (TID 1500), qa.parquet (release table) and preview PNGs into OUT."""
-        import highdicom as hd
         from rich.console import Console
         from rich.table import Table
 
@@ -31,49 +30,46 @@ def register(app: typer.Typer) -> None:
         from omas_idc.encode import Provenance, write_dataset
         from omas_idc.encode.segread import (
             labelmaps_from_segs,
+            read_seg,
             seg_algorithm,
             seg_timestamp,
             segment_references,
         )
-        from omas_idc.errors import OmasIdcError
         from omas_idc.publish import release_rows, write_previews, write_release_table
         from omas_idc.qa import Status, assess_series
         from omas_idc.qa.sr import encode_sr
         from omas_idc.read import read_series
 
         console = Console()
-        err_console = Console(stderr=True)
-        try:
-            catalog = load_catalog()
-            volume = read_series(series_dir)
-            datasets = [hd.seg.segread(path) for path in segs]
-            labelmaps = labelmaps_from_segs(volume, datasets, catalog, model)
-            result = assess_series(volume, labelmaps, catalog)
-            name, version, parameters = seg_algorithm(datasets[0])
-            provenance = Provenance(
-                model=model or name,
-                model_version=version,
-                timestamp=seg_timestamp(datasets[0]),
-                weights_variant=parameters.get("weights_variant", ""),
-                weights_licence=parameters.get("weights_licence", ""),
-            )
-            sr = encode_sr(volume, result, datasets, catalog, provenance)
-            write_dataset(sr, out / "sr.dcm")
-            rows = release_rows(
-                result,
-                header={
-                    "study_instance_uid": volume.header.study_instance_uid,
-                    "patient_id": volume.header.patient_id,
-                },
-                references=segment_references(datasets, catalog, volume.series_instance_uid),
-                sr=sr,
-            )
-            write_release_table(rows, out / "qa.parquet")
-            if previews:
-                write_previews(volume, labelmaps, catalog, out)
-        except OmasIdcError as err:
-            err_console.print(f"[red]{err.error_class} ({err.reason})[/red]: {err}", markup=True)
-            raise typer.Exit(2) from err
+        # Errors (a file that is not a SEG of this series, a series that cannot be read) are
+        # reported by omas_idc.cli.errors: one classified line, exit 2.
+        catalog = load_catalog()
+        volume = read_series(series_dir)
+        datasets = [read_seg(path) for path in segs]
+        labelmaps = labelmaps_from_segs(volume, datasets, catalog, model)
+        result = assess_series(volume, labelmaps, catalog)
+        name, version, parameters = seg_algorithm(datasets[0])
+        provenance = Provenance(
+            model=model or name,
+            model_version=version,
+            timestamp=seg_timestamp(datasets[0]),
+            weights_variant=parameters.get("weights_variant", ""),
+            weights_licence=parameters.get("weights_licence", ""),
+        )
+        sr = encode_sr(volume, result, datasets, catalog, provenance)
+        write_dataset(sr, out / "sr.dcm")
+        rows = release_rows(
+            result,
+            header={
+                "study_instance_uid": volume.header.study_instance_uid,
+                "patient_id": volume.header.patient_id,
+            },
+            references=segment_references(datasets, catalog, volume.series_instance_uid),
+            sr=sr,
+        )
+        write_release_table(rows, out / "qa.parquet")
+        if previews:
+            write_previews(volume, labelmaps, catalog, out)
         table = Table(title=f"QA of {volume.series_instance_uid}: {result.verdict.value}")
         for column in ("structure", "status", "volume mL", "HU mean", "verdict", "reasons"):
             table.add_column(column)

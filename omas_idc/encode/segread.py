@@ -3,26 +3,99 @@
 :func:`segment_references` finds which segment of which SEG holds each structure (the SR
 writers reference segments by it, training reads annotated SEGs by it);
 :func:`labelmaps_from_segs` rebuilds the task label maps, for QA of SEGs written earlier (the
-CLI). Segments are matched to catalog structures by their codes (never by label text), and
-grouped into the tasks of the model that produced them, so LABELMAP SEGs (one per task) and
-a BINARY SEG (all tasks) give the same label maps. The model is the SEG's algorithm name, and
-each label map's model version the algorithm version of the SEG its segments come from.
+CLI); :func:`read_seg` reads a SEG file and names the file where it is not a readable SEG.
+Segments are matched to catalog structures by their codes (never by label text), and grouped
+into the tasks of the model that produced them, so LABELMAP SEGs (one per task) and a BINARY
+SEG (all tasks) give the same label maps. The model is the SEG's algorithm name, and each
+label map's model version the algorithm version of the SEG its segments come from.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from omas_idc.catalog.model import Catalog, Code
 from omas_idc.errors import CatalogError, EncodingError, QAError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
 
-__all__ = ["labelmaps_from_segs", "seg_algorithm", "seg_timestamp", "segment_references"]
+__all__ = [
+    "labelmaps_from_segs",
+    "read_seg",
+    "seg_algorithm",
+    "seg_timestamp",
+    "segment_references",
+]
+
+#: SOP Class UID of Segmentation Storage (PS3.4 B.5) and its label-map variant (Sup 243).
+_SEG_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+}
+
+
+def read_seg(path: str | os.PathLike[str]) -> Dataset:
+    """Read a DICOM SEG file (``highdicom.seg.segread``), naming the file where it is not one.
+
+    Raises
+    ------
+    QAError
+        ``reason="unreadable-seg"`` where the file is empty, truncated or not DICOM;
+        ``reason="not-a-seg"`` where it is DICOM but not a Segmentation (a CT slice, an SR).
+    """
+    import highdicom as hd
+    import pydicom
+
+    try:
+        with open(path, "rb") as stream:
+            header = pydicom.dcmread(stream, stop_before_pixels=True)
+    except (OSError, EOFError, ValueError, InvalidDicomError) as err:
+        raise QAError(
+            f"{path} is not a readable DICOM file ({type(err).__name__}: {err}): give the SEG "
+            "files the series' segmentation wrote, complete (copy or download them again)",
+            reason="unreadable-seg",
+        ) from err
+    sop_class = str(header.get("SOPClassUID", ""))
+    if sop_class not in _SEG_SOP_CLASSES:
+        kind = f"Modality {header.get('Modality', 'unknown')}, SOP class {sop_class or 'none'}"
+        raise QAError(
+            f"{path} is not a DICOM Segmentation ({kind}): give the SEG files of the series, "
+            "not its images or other objects",
+            reason="not-a-seg",
+        )
+    try:
+        return hd.seg.segread(path)
+    except (OSError, EOFError, ValueError, KeyError, AttributeError, InvalidDicomError) as err:
+        raise QAError(
+            f"{path} is a damaged or truncated SEG ({type(err).__name__}: {err}): copy or "
+            "download it again, or write it again with omas-idc encode",
+            reason="unreadable-seg",
+        ) from err
+
+
+def _seg_name(seg: Dataset) -> str:
+    """The SEG's file where it was read from one, else its SOP Instance UID."""
+    filename = getattr(seg, "filename", None)
+    return str(filename) if filename else f"SEG {seg.SOPInstanceUID}"
+
+
+def _check_references_series(seg: Dataset, series_uid: str) -> None:
+    """Raise a ``wrong-series`` QAError where ``seg`` does not segment series ``series_uid``."""
+    referenced = [str(item.SeriesInstanceUID) for item in seg.get("ReferencedSeriesSequence", [])]
+    if series_uid and series_uid not in referenced:
+        raise QAError(
+            f"{_seg_name(seg)} segments series {', '.join(referenced) or '(none named)'}, not "
+            "this one: give the SEGs written for this series (or the series the SEG was "
+            "written for)",
+            series_instance_uid=series_uid,
+            reason="wrong-series",
+        )
 
 
 def segment_references(
@@ -110,7 +183,9 @@ def labelmaps_from_segs(
     Raises
     ------
     QAError
-        If a segment matches no structure, or the structure has no label in ``model``.
+        If a segment matches no structure, or the structure has no label in ``model``
+        (``reason="unmapped-label"``), or a SEG segments another series (``"wrong-series"``)
+        or frames the series does not have (``"seg-mismatch"``).
     """
     series_uid = volume.series_instance_uid
     if not model and segs:
@@ -121,6 +196,8 @@ def labelmaps_from_segs(
             series_instance_uid=series_uid or None,
             reason="unknown-model",
         )
+    for seg in segs:
+        _check_references_series(seg, series_uid)
     uids = [ref.sop_instance_uid for ref in volume.source_refs]
     references = segment_references(segs, catalog, series_uid)
     arrays: dict[str, np.ndarray] = {}
@@ -138,13 +215,22 @@ def labelmaps_from_segs(
             )
         key = str(seg.SOPInstanceUID)
         if key not in cache:
-            cache[key] = np.asarray(
-                seg.get_pixels_by_source_instance(
-                    source_sop_instance_uids=uids,
-                    combine_segments=seg.SegmentationType == "LABELMAP",
-                    skip_overlap_checks=True,
+            try:
+                cache[key] = np.asarray(
+                    seg.get_pixels_by_source_instance(
+                        source_sop_instance_uids=uids,
+                        combine_segments=seg.SegmentationType == "LABELMAP",
+                        skip_overlap_checks=True,
+                    )
                 )
-            )
+            except (KeyError, ValueError, IndexError) as err:
+                raise QAError(
+                    f"{_seg_name(seg)} does not match the slices of the series "
+                    f"({type(err).__name__}: {err}): give the SEGs written for this version of "
+                    "the series",
+                    series_instance_uid=series_uid or None,
+                    reason="seg-mismatch",
+                ) from err
         pixels = cache[key]
         mask = pixels == number if pixels.ndim == 3 else pixels[..., number - 1] > 0
         task = str(label.task)
