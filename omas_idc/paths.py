@@ -15,6 +15,7 @@ Two rules, used by every stage that touches the file system with data in hand:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -62,11 +63,13 @@ def inside(
     what: str,
     error: type[OmasIdcError],
     series_instance_uid: str | None = None,
+    follow_links: bool = True,
 ) -> Path:
     """``path`` if it lies strictly below ``root``; raise ``error`` otherwise.
 
     Both are resolved first (symbolic links followed, ``..`` removed; neither needs to exist),
-    so a link inside ``root`` that points elsewhere counts as outside.
+    so a link inside ``root`` that points elsewhere counts as outside: what is written
+    through it, or deleted below it, would be outside.
 
     Parameters
     ----------
@@ -80,6 +83,9 @@ def inside(
         The error class to raise (the stage's: ``FetchError``, ``ModelError`` ...).
     series_instance_uid
         The series concerned, if any.
+    follow_links
+        ``False`` checks the names only (``..`` removed, links kept): for a path that is only
+        read, where a link placed by the user (weights kept on another disk) is legitimate.
 
     Returns
     -------
@@ -91,13 +97,17 @@ def inside(
     OmasIdcError
         ``error`` with ``reason="unsafe-path"`` if ``path`` is ``root`` itself or outside it.
     """
-    base = Path(root).resolve()
-    target = Path(path).resolve()
+    if follow_links:
+        base, target = Path(root).resolve(), Path(path).resolve()
+    else:
+        base = Path(os.path.normpath(Path(root).absolute()))
+        target = Path(os.path.normpath(Path(path).absolute()))
     if target == base or not target.is_relative_to(base):
         raise error(
             f"refusing to touch {what} {path}: it resolves to {target}, which is not inside "
-            f"{base}. The name comes from data (a selection, a model card or a bucket listing) "
-            "that tries to reach outside its folder; correct the data.",
+            f"{base}. Either a name from data (a selection, a model card, a bucket listing) "
+            "climbs out of its folder, or a symbolic link there points elsewhere: correct the "
+            "data, or remove the link.",
             series_instance_uid=series_instance_uid,
             reason=UNSAFE_PATH,
         )

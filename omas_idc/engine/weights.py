@@ -13,6 +13,11 @@ sha256 and that of every extracted file, so :func:`verify_weights` can recompute
 
 Cards may carry ``sha256: null`` (not measured yet): such weights are *unverified* and are only
 downloaded when the caller accepts that explicitly.
+
+A card is data from outside (a file someone wrote, possibly served with the weights): its names
+are checked on load (:mod:`omas_idc.engine.card`), and here again every folder the cache
+creates, replaces or deletes must lie inside the cache (:func:`omas_idc.paths.inside`), and
+every archive member inside the folder it is unzipped into.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from omas_idc.engine.card import ModelCard, TaskCard, WeightFile
 from omas_idc.errors import ModelError
+from omas_idc.paths import inside, path_part
 
 __all__ = [
     "MANIFEST_NAME",
@@ -93,8 +99,19 @@ class TaskWeights:
         return self.weight.sha256 is not None
 
 
+def _in_cache(cache_dir: str | Path, path: Path, what: str, *, follow_links: bool = True) -> Path:
+    """``path`` if it lies inside the cache; a ``ModelError`` (``"unsafe-path"``) otherwise.
+
+    ``follow_links=False`` for paths that are only looked at (a result folder linked into the
+    cache from another disk is fine to read); every path written or deleted follows links.
+    """
+    return inside(Path(cache_dir), path, what=what, error=ModelError, follow_links=follow_links)
+
+
 def _variant_root(card: ModelCard, variant: str, cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / card.name / variant
+    root = Path(cache_dir) / card.name / variant
+    what = f"the cache folder of model card {card.name!r} (variant {variant!r})"
+    return _in_cache(cache_dir, root, what, follow_links=False)
 
 
 def list_weights(
@@ -114,7 +131,8 @@ def list_weights(
                 f"model card {card.name!r} gives no weights of task {task.id} for variant "
                 f"{chosen!r}; variants with weights: {sorted(task.weights)}"
             )
-        folder = root / task.result_folder
+        what = f"the result folder of task {task.id}"
+        folder = _in_cache(cache_dir, root / task.result_folder, what, follow_links=False)
         out.append(
             TaskWeights(
                 task=task,
@@ -223,16 +241,33 @@ def download_file(
 
 
 def _safe_members(archive: zipfile.ZipFile, where: str) -> list[zipfile.ZipInfo]:
+    """The archive's members, refused as a whole if any could land outside the target folder.
+
+    Zip slip: a member named ``../x``, ``/etc/x`` or ``C:\\x`` (absolute on either system)
+    would be written outside the folder it is extracted into.
+    """
     members = archive.infolist()
     for member in members:
-        path = Path(member.filename)
-        if path.is_absolute() or ".." in path.parts:
-            raise ModelError(f"{where}: refusing archive member {member.filename!r} (path escape)")
+        name = member.filename
+        posix = PurePosixPath(name.replace("\\", "/"))
+        if posix.is_absolute() or ".." in posix.parts or PureWindowsPath(name).drive:
+            raise ModelError(
+                f"{where}: refusing archive member {name!r} (path escape): it would be written "
+                "outside the folder the archive is unzipped into. The archive is not a model "
+                "download; report it to whoever serves it.",
+                reason="archive",
+            )
     return members
 
 
-def _install_archive(archive_path: Path, task: TaskCard, folder: Path, archive_sha: str) -> None:
-    """Unzip into a temporary folder next to the cache entry and rename the result in place."""
+def _install_archive(
+    archive_path: Path, task: TaskCard, folder: Path, archive_sha: str, cache_dir: Path
+) -> None:
+    """Unzip into a temporary folder next to the cache entry and rename the result in place.
+
+    ``folder`` (replaced where it exists) must lie inside ``cache_dir``.
+    """
+    _in_cache(cache_dir, folder, f"the result folder of task {task.id}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".unzip-") as tmp:
         with zipfile.ZipFile(archive_path) as archive:
@@ -255,6 +290,7 @@ def _install_archive(archive_path: Path, task: TaskCard, folder: Path, archive_s
         }
         manifest = {"archive_sha256": archive_sha, "task": task.id, "files": files}
         (source / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        _in_cache(cache_dir, folder, f"the result folder of task {task.id}")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(source, folder)
@@ -317,8 +353,9 @@ def download_weights(
             )
             out.append(entry)
             continue
-        name = entry.weight.url.rstrip("/").rsplit("/", 1)[-1] or f"{entry.task.dataset}.zip"
-        archive = root / ".downloads" / name
+        # The URL's last part names the download: encoded, so that it stays one file name.
+        name = path_part(entry.weight.url.rstrip("/").rsplit("/", 1)[-1], f"{entry.task.id}.zip")
+        archive = _in_cache(cache_dir, root / ".downloads" / name, "the download")
         hint = (
             f"download {entry.weight.url} and unzip it into {root} so that "
             f"{entry.folder / 'plans.json'} exists"
@@ -334,7 +371,7 @@ def download_weights(
         )
         archive_sha = entry.weight.sha256 or sha256_of(archive)
         try:
-            _install_archive(archive, entry.task, entry.folder, archive_sha)
+            _install_archive(archive, entry.task, entry.folder, archive_sha, Path(cache_dir))
         finally:
             archive.unlink(missing_ok=True)
         logger.info("installed %s task %s at %s", card.name, entry.task.id, entry.folder)

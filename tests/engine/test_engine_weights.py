@@ -230,3 +230,158 @@ def test_models_cli_download_verify_list(server: str, archive: bytes, tmp_path: 
     assert listed.exit_code == 0, listed.output
     assert "cads" in listed.output
     assert "totalseg" in listed.output
+
+
+# Hostile cards and archives: nothing outside the cache may change. ``victim`` is a folder
+# beside the cache laid out like a cache entry, which a card that climbs out would replace.
+
+_RESULT = "Dataset901_Synthetic/nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim"
+    for folder in (victim / _RESULT, victim / "open" / _RESULT):
+        folder.mkdir(parents=True)
+        (folder / "keep.txt").write_text("precious")
+    return victim
+
+
+def _outside(tmp_path: Path, cache: Path) -> dict[str, bytes]:
+    """Every file below ``tmp_path`` except the cache's, with its content."""
+    return {
+        str(p.relative_to(tmp_path)): p.read_bytes()
+        for p in sorted(tmp_path.rglob("*"))
+        if p.is_file() and not p.is_relative_to(cache)
+    }
+
+
+def _card_data(base: str) -> dict[str, Any]:
+    return {
+        "name": "synthetic",
+        "recipe": "nnunet-native",
+        "variants": {"open": {"licence": "CC0-1.0"}},
+        "tasks": [
+            {
+                "id": "901",
+                "dataset": "Dataset901_Synthetic",
+                "trainer": "nnUNetTrainer",
+                "plans": "nnUNetPlans",
+                "weights": {"open": {"url": f"{base}/w/Dataset901_Synthetic.zip", "sha256": None}},
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("dataset", "../../../victim", "ConfigurationError"),
+        ("configuration", "x/../../../../../victim", "ConfigurationError"),
+        ("dataset", "/tmp/victim", "ConfigurationError"),
+        # Not path fields of a task: the cache's own check refuses them.
+        ("name", "../victim", "ModelError"),
+        ("variant", "../../victim", "ModelError"),
+    ],
+)
+def test_models_download_refuses_a_card_that_climbs_out_of_the_cache(
+    server: str, tmp_path: Path, field: str, value: str, error: str
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from omas_idc.cli import app
+
+    victim = _victim(tmp_path)
+    cache = tmp_path / "cache"
+    data = _card_data(server)
+    task = data["tasks"][0]
+    if field == "name":
+        data["name"] = value
+    elif field == "variant":
+        data["variants"] = {value: {"licence": "CC0-1.0"}}
+        task["weights"] = {value: task["weights"]["open"]}
+    else:
+        task[field] = value
+    card_file = tmp_path / "card.json"
+    card_file.write_text(json.dumps(data))
+    before = _outside(tmp_path, cache)
+
+    args = ["models", "download", str(card_file), "--cache-dir", str(cache)]
+    result = CliRunner().invoke(app, [*args, "--accept-unverified", "--force"])
+
+    assert result.exit_code == 2, result.output
+    assert error in result.output
+    assert "Traceback" not in result.output
+    assert _Handler.ranges == []  # refused before any byte was fetched
+    assert _outside(tmp_path, cache) == before
+    assert (victim / "open" / _RESULT / "keep.txt").read_text() == "precious"
+
+
+def test_a_card_built_in_code_cannot_climb_out_either(server: str, tmp_path: Path) -> None:
+    """The cache checks its own paths, whatever the card's origin (defence in depth)."""
+    import dataclasses
+
+    victim = _victim(tmp_path)
+    cache = tmp_path / "cache"
+    card = _card(server, None)
+    task = dataclasses.replace(card.tasks[0], dataset="../../../victim")
+    hostile = dataclasses.replace(card, tasks=(task,))
+    before = _outside(tmp_path, cache)
+
+    with pytest.raises(ModelError, match="not inside") as info:
+        download_weights(hostile, cache, accept_unverified=True, force=True)
+
+    assert info.value.reason == "unsafe-path"
+    assert _Handler.ranges == []
+    assert _outside(tmp_path, cache) == before
+    assert (victim / _RESULT / "keep.txt").read_text() == "precious"
+
+
+def test_a_result_folder_linked_elsewhere_is_not_replaced(server: str, tmp_path: Path) -> None:
+    """``--force`` over a link to another disk refuses instead of deleting the link's target."""
+    victim = _victim(tmp_path)
+    cache = tmp_path / "cache"
+    link = cache / "synthetic" / "open" / "Dataset901_Synthetic"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(victim / "Dataset901_Synthetic", target_is_directory=True)
+    card = _card(server, None)
+    before = _outside(tmp_path, cache)
+
+    with pytest.raises(ModelError, match="not inside") as info:
+        download_weights(card, cache, accept_unverified=True, force=True)
+
+    assert info.value.reason == "unsafe-path"
+    assert _outside(tmp_path, cache) == before
+    # Reading through the link stays possible (weights kept on another disk).
+    assert list_weights(card, cache)[0].folder == link / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+@pytest.mark.parametrize(
+    "member",
+    ["../evil.txt", "Dataset901_Synthetic/../../evil.txt", "/tmp/omas-idc-zip-slip/evil.txt"],
+)
+def test_zip_slip_archive_is_refused_and_nothing_is_extracted(
+    server: str, archive: bytes, tmp_path: Path, member: str
+) -> None:
+    """An archive member that would land outside the unzip folder refuses the whole archive."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf, zipfile.ZipFile(io.BytesIO(archive)) as good:
+        for info in good.infolist():
+            zf.writestr(info, good.read(info))
+        zf.writestr(zipfile.ZipInfo(member), b"owned")
+    _Handler.files["/w/Dataset901_Synthetic.zip"] = buffer.getvalue()
+    cache = tmp_path / "cache"
+    card = _card(server, None)
+    before = _outside(tmp_path, cache)
+
+    with pytest.raises(ModelError, match="path escape") as info:
+        download_weights(card, cache, accept_unverified=True)
+
+    assert member in str(info.value)
+    assert info.value.reason == "archive"
+    assert _outside(tmp_path, cache) == before
+    assert not Path("/tmp/omas-idc-zip-slip").exists()
+    assert not list(cache.rglob("evil.txt"))
+    assert not list_weights(card, cache)[0].installed
+    assert not list(cache.rglob("*.zip*"))  # the refused archive is not kept
