@@ -120,8 +120,10 @@ def _render(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def _fail(err: OmasIdcError) -> typer.Exit:
     """Report ``err``; exit code 2 (invalid configuration or options, or a refused job)."""
-    err_console.print(f"[red]{err.error_class} ({err.reason})[/red]: {err}", markup=True)
-    return typer.Exit(2)
+    from omas_idc.cli.errors import CONFIGURATION_EXIT, print_error
+
+    print_error(err, err_console)
+    return typer.Exit(CONFIGURATION_EXIT)
 
 
 @batch_app.command("render")
@@ -144,7 +146,7 @@ def render(
         typer.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
-        err_console.print(f"wrote {output}")
+        err_console.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @batch_app.command("submit")

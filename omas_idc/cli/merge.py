@@ -25,13 +25,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Merge per-shard release tables into one: one schema, one release, no conflicts."""
+        from omas_idc.cli.errors import print_error
         from omas_idc.errors import ConfigurationError, OmasIdcError
         from omas_idc.publish.merge import merge_release_tables
 
         try:
             report = merge_release_tables(inputs, out, allow_missing_shards=allow_missing_shards)
         except OmasIdcError as err:
-            err_console.print(f"[red]{err.error_class} ({err.reason})[/red]: {err}", markup=True)
+            # A conflict between shards (QAError) exits 1: merging after a re-run may fix it.
+            print_error(err, err_console)
             raise typer.Exit(2 if isinstance(err, ConfigurationError) else 1) from err
         console.print(
             f"merged {len(report.inputs)} tables: {report.rows_read} rows read, "

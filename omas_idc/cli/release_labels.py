@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,6 +57,7 @@ def release_labels(
     """
     from omas_idc.catalog import load_catalog
     from omas_idc.choices import suggestion
+    from omas_idc.cli.errors import fail
     from omas_idc.encode import LAYOUTS
     from omas_idc.errors import OmasIdcError
     from omas_idc.release import (
@@ -93,9 +95,8 @@ def release_labels(
             ),
         )
     except OmasIdcError as err:
-        err_console.print(f"[red]{err.error_class}[/red] ({err.reason}): {err}")
-        raise typer.Exit(code=1) from err
-    table = Table(title=f"release-labels: {out}")
+        raise fail(err, err_console) from err
+    table = Table(title=Text(f"release-labels: {out}"))
     for column in ("case", "dataset", "status", "reason", "present", "absent", "not annotated"):
         table.add_column(column)
     for o in outcomes:
@@ -112,7 +113,11 @@ def release_labels(
     refused = [o for o in outcomes if o.status != "done"]
     if refused:
         for o in refused:
-            err_console.print(f"[red]{o.case_id}[/red] ({o.reason}): {o.message}")
+            err_console.print(
+                Text(o.case_id, style="red") + Text(f" ({o.reason}): {o.message}"),
+                markup=False,
+                highlight=False,
+            )
         raise typer.Exit(code=1)
 
 

@@ -65,6 +65,7 @@ def segment(
     """
     from rich.console import Console
 
+    from omas_idc.cli.errors import fail
     from omas_idc.engine.model import load_model
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
     from omas_idc.errors import OmasIdcError
@@ -107,7 +108,11 @@ def segment(
                 "labels": {str(k): v for k, v in sorted(labelmap.labels.items())},
                 "present": present,
             }
-            console.print(f"{path}: {len(present)} of {len(labelmap.labels)} labels present")
+            console.print(
+                f"{path}: {len(present)} of {len(labelmap.labels)} labels present",
+                markup=False,
+                highlight=False,
+            )
         document = {
             "series_instance_uid": volume.series_instance_uid,
             "model": loaded.card.name,
@@ -119,8 +124,7 @@ def segment(
         if seg:
             _write_segs(volume, labelmaps, loaded, out, console)
     except OmasIdcError as err:
-        err_console.print(f"[red]{err.error_class}[/red] ({err.reason}): {err}")
-        raise typer.Exit(code=2) from err
+        raise fail(err, err_console) from err
 
 
 def _default_root(model: str) -> Path | None:

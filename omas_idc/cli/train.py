@@ -21,6 +21,7 @@ def train(
     """Train the configured model and export it as an nnU-Net v2 result folder + model card."""
     from dataclasses import replace
 
+    from omas_idc.cli.errors import fail
     from omas_idc.errors import OmasIdcError
     from omas_idc.train.config import load_train_config
     from omas_idc.train.run import train as run_training
@@ -35,10 +36,9 @@ def train(
         cfg = replace(cfg, training=training)
         folder = run_training(cfg, resume=resume)
     except OmasIdcError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
-    console.print(f"model written to {folder}")
-    console.print(f"model card: {cfg.model.output / 'card.json'}")
+        raise fail(err) from err
+    console.print(f"model written to {folder}", markup=False, highlight=False)
+    console.print(f"model card: {cfg.model.output / 'card.json'}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
