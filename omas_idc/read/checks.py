@@ -4,8 +4,9 @@ The rules (DESIGN.md, "Geometry rules"), each either handled by an explicit, rec
 refused with a :class:`~omas_idc.errors.SeriesGeometryError` whose ``reason`` names it:
 
 - localizers (ImageType value 3 LOCALIZER, PS3.3 C.8.2.1.1.1) and small groups of images whose
-  orientation differs from the majority are dropped, with a warning; a series whose images
-  split into several large orientation groups is refused (``mixed-orientation``);
+  orientation differs from the majority by at least 10 degrees are dropped, with a warning; a
+  series whose images split into several large orientation groups, or with images nearly
+  (not exactly) parallel to the others, is refused (``mixed-orientation``);
 - slices are ordered by ImagePositionPatient projected on the slice normal (row cosine x column
   cosine, PS3.3 C.7.6.2.1.1), never by file name or InstanceNumber;
 - the same SOP instance twice is dropped with a warning; two different slices at the same
@@ -31,6 +32,7 @@ from omas_idc.read.slices import SliceRecord
 __all__ = [
     "DUPLICATE_POSITION_TOLERANCE_MM",
     "GAP_FACTOR",
+    "LOCALIZER_MIN_ANGLE_DEGREES",
     "MAX_STRAY_ORIENTATION_IMAGES",
     "ORIENTATION_TOLERANCE",
     "PIXEL_SPACING_TOLERANCE_MM",
@@ -50,6 +52,9 @@ ORIENTATION_TOLERANCE = 1e-3
 #: Images in an orientation other than the majority's are dropped as localizers only where each
 #: such orientation holds at most this many images (scouts come alone or in pairs).
 MAX_STRAY_ORIENTATION_IMAGES = 3
+#: Images whose slice normal is within this angle of the majority's are no localizers (scouts
+#: are projections at right angles to the slices): a few such images are refused, not dropped.
+LOCALIZER_MIN_ANGLE_DEGREES = 10.0
 #: Two slices closer than this along the normal sit at the same position.
 DUPLICATE_POSITION_TOLERANCE_MM = 0.01
 #: A slice step equals the median step when it differs by at most this fraction of it (1 %) ...
@@ -67,6 +72,11 @@ PIXEL_SPACING_TOLERANCE_MM = 1e-3
 #: The slice step departing from the normal by more than this is gantry tilt (as in
 #: :attr:`omas_idc.geometry.VolumeGeometry.is_sheared`).
 TILT_TOLERANCE_DEGREES = 0.01
+
+
+def _angle_degrees(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle between two lines (unit vectors; either direction), in degrees."""
+    return float(np.degrees(np.arccos(np.clip(abs(float(a @ b)), 0.0, 1.0))))
 
 
 def _same_orientation(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -111,6 +121,23 @@ def drop_localizers(
     if len(groups) > 1:
         major, others = groups[0], groups[1:]
         stray = sum(len(g) for g in others)
+        normal = slice_normal(major[0].orientation)
+        near = [
+            g
+            for g in others
+            if _angle_degrees(normal, slice_normal(g[0].orientation)) < LOCALIZER_MIN_ANGLE_DEGREES
+        ]
+        if near and len(major) > stray:
+            listed = ", ".join(f"{g[0].where()} {list(g[0].orientation)}" for g in near[:3])
+            raise SeriesGeometryError(
+                f"{sum(len(g) for g in near)} image(s) are tilted by less than "
+                f"{LOCALIZER_MIN_ANGLE_DEGREES:g} degrees against the other {len(major)} "
+                f"({list(major[0].orientation)}): {listed}. That is no localizer (those are "
+                "projections at right angles) but a damaged ImageOrientationPatient or a "
+                "second reconstruction. Fetch the series again, or select the intended images.",
+                series_instance_uid=series_uid,
+                reason="mixed-orientation",
+            )
         if all(len(g) <= MAX_STRAY_ORIENTATION_IMAGES for g in others) and len(major) > stray:
             warnings.append(
                 f"dropped {stray} image(s) whose orientation differs from the other "

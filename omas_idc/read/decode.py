@@ -176,6 +176,19 @@ def _read_native_into(
     return stored
 
 
+#: What pydicom and its decoder plugins raise on pixel data they cannot decode.
+_DECODE_ERRORS = (NotImplementedError, RuntimeError, ValueError, TypeError, EOFError, IndexError)
+
+
+def _is_decoder_failure(err: BaseException) -> bool:
+    """True for a decoder's refusal of damaged or unsupported data.
+
+    Decoders written in Rust (pylibjpeg-rle) panic on some damaged streams with pyo3's
+    ``PanicException``, which derives from BaseException and is not importable by name.
+    """
+    return isinstance(err, _DECODE_ERRORS) or type(err).__name__ == "PanicException"
+
+
 def _check_complete(ds: Dataset, path: str, series_uid: str) -> None:
     """Refuse a file whose pixel data is declared longer than what the file holds.
 
@@ -236,12 +249,14 @@ def _decode_file(
             stored = codecs.decode_frames(ds, ts)
         if stored is None:
             stored = pydicom.pixels.pixel_array(ds, raw=True)
-    except (NotImplementedError, RuntimeError, ValueError, TypeError, EOFError) as err:
+    except BaseException as err:
+        if not _is_decoder_failure(err):
+            raise
         raise UnsupportedSeriesError(
-            f"the pixel data of {f.path} cannot be decoded: transfer syntax "
-            f"{ts.name} ({ts}) is not supported by the installed decoders ({err}). "
-            "Re-encode the series (e.g. `gdcmconv --raw`, `dcmdjpeg`) or install a decoder "
-            "plugin for it.",
+            f"the pixel data of {f.path} cannot be decoded as transfer syntax "
+            f"{ts.name} ({ts}): {type(err).__name__}: {err}. Either no installed decoder "
+            "supports it (re-encode the series, e.g. `gdcmconv --raw`, `dcmdjpeg`, or install "
+            "a decoder plugin for it) or the file is damaged (fetch the series again).",
             series_instance_uid=series_uid,
             reason="undecodable",
         ) from err
