@@ -10,7 +10,10 @@ their frames.
 
 The query is written in BigQuery's dialect against the versioned dataset
 ``bigquery-public-data.idc_v{N}`` whose N is the IDC release of the local index, so that both
-sources see the same data. Tests transpile it with sqlglot and run it through duckdb.
+sources see the same data. The filter values are query parameters (``@collections`` ...; a
+``QueryJobConfig`` of ``ScalarQueryParameter``/``ArrayQueryParameter``), never part of the
+text. Tests transpile the text with sqlglot (``@name`` becomes duckdb's ``$name``) and run it
+through duckdb with the same parameters.
 """
 
 from __future__ import annotations
@@ -20,10 +23,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from omas_idc.errors import SelectionError
-from omas_idc.select.filters import MULTIFRAME_CT_SOP_CLASSES, SelectionFilters, sql_in
+from omas_idc.select.filters import (
+    MULTIFRAME_CT_SOP_CLASSES,
+    SelectionFilters,
+    SqlParameters,
+    SqlQuery,
+    sql_in,
+)
 from omas_idc.series_ref import SeriesRef
 
-__all__ = ["GeometryChecks", "build_bigquery_sql", "dicom_all_table", "query_bigquery"]
+__all__ = [
+    "GeometryChecks",
+    "build_bigquery_sql",
+    "dicom_all_table",
+    "job_config",
+    "query_bigquery",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +77,7 @@ def build_bigquery_sql(
     *,
     table: str,
     checks: GeometryChecks | None = None,
-) -> str:
+) -> SqlQuery:
     """The BigQuery SQL selecting ``filters`` from ``table`` (one row per series).
 
     The output columns carry the IDC index's names (``SeriesInstanceUID``, ``instanceCount``,
@@ -76,8 +91,15 @@ def build_bigquery_sql(
         The ``dicom_all`` table, e.g. :func:`dicom_all_table` of the local IDC version.
     checks
         Geometry checks (default: :class:`GeometryChecks()`, IDC's TotalSegmentator rules).
+
+    Returns
+    -------
+    SqlQuery
+        The text (naming the filter values ``@collections``, ``@modality`` ...) and the
+        values; :func:`job_config` turns them into BigQuery's query parameters.
     """
     checks = checks or GeometryChecks()
+    parameters = SqlParameters("bigquery")
     # Filters that hold per instance are applied before the aggregation (less to sort);
     # the slice count can only be checked after it.
     per_instance = SelectionFilters(
@@ -87,7 +109,7 @@ def build_bigquery_sql(
         licenses=filters.licenses,
         series_uids=filters.series_uids,
         original_only=filters.original_only,
-    ).where_clauses()
+    ).where_clauses(parameters)
     where = f"WHERE {' AND '.join(per_instance)}" if per_instance else ""
     d = int(checks.orientation_decimals)
     orientation = ", '/', ".join(
@@ -111,7 +133,7 @@ def build_bigquery_sql(
             "SAFE_DIVIDE(span, instanceCount - 1)))"
         )
     outer = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"""
+    text = f"""
 WITH instances AS (
   SELECT
     SeriesInstanceUID, StudyInstanceUID, PatientID, collection_id, Modality, SOPClassUID,
@@ -176,6 +198,24 @@ SELECT * FROM series
 {outer}
 ORDER BY SeriesInstanceUID
 """.strip()
+    return parameters.query(text)
+
+
+def job_config(query: SqlQuery) -> Any:
+    """A ``google.cloud.bigquery.QueryJobConfig`` carrying ``query``'s parameters.
+
+    A string becomes a ``ScalarQueryParameter`` of type STRING, a list an
+    ``ArrayQueryParameter`` of STRING.
+    """
+    from google.cloud import bigquery
+
+    parameters: list[Any] = [
+        bigquery.ArrayQueryParameter(name, "STRING", list(value))
+        if isinstance(value, list)
+        else bigquery.ScalarQueryParameter(name, "STRING", value)
+        for name, value in query.parameters.items()
+    ]
+    return bigquery.QueryJobConfig(query_parameters=parameters)
 
 
 def rows_to_refs(
@@ -198,6 +238,7 @@ def query_bigquery(
     idc_version: int,
     project: str | None = None,
     checks: GeometryChecks | None = None,
+    client: Any | None = None,
 ) -> list[SeriesRef]:
     """Run :func:`build_bigquery_sql` on BigQuery against ``idc_v{idc_version}.dicom_all``.
 
@@ -211,6 +252,8 @@ def query_bigquery(
         The Google Cloud project to bill (default: that of the environment's credentials).
     checks
         Geometry checks (default: IDC's TotalSegmentator rules).
+    client
+        A ``google.cloud.bigquery.Client`` (default: one for ``project``).
 
     Raises
     ------
@@ -224,11 +267,12 @@ def query_bigquery(
         raise SelectionError(
             "the BigQuery source needs google-cloud-bigquery: pip install google-cloud-bigquery"
         ) from err
-    sql = build_bigquery_sql(filters, table=dicom_all_table(idc_version), checks=checks)
-    logger.debug("BigQuery query: %s", sql)
+    query = build_bigquery_sql(filters, table=dicom_all_table(idc_version), checks=checks)
+    logger.debug("BigQuery query: %s with %s", query.text, query.parameters)
     try:
-        client = bigquery.Client(project=project)
-        rows = [dict(row.items()) for row in client.query(sql).result()]
+        client = client if client is not None else bigquery.Client(project=project)
+        job = client.query(query.text, job_config=job_config(query))
+        rows = [dict(row.items()) for row in job.result()]
     except Exception as err:
         raise SelectionError(
             f"the BigQuery query over {dicom_all_table(idc_version)} failed: {err}. Log in with "

@@ -1,9 +1,15 @@
-"""What to select: ``SelectionFilters`` (compiled to SQL by each source) and ``Shard``."""
+"""What to select: ``SelectionFilters`` (compiled to SQL by each source) and ``Shard``.
+
+The filter values come from the user (the command line, a configuration file) and are never
+written into the SQL text: each becomes a named query parameter (:class:`SqlParameters`), sent
+beside the text. Quoting cannot replace that: BigQuery reads a backslash in a string literal as
+an escape, so a quoted ``\\') OR TRUE --`` would end the literal and rewrite the query.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from omas_idc.errors import SelectionError
 
@@ -12,6 +18,8 @@ __all__ = [
     "MULTIFRAME_CT_SOP_CLASSES",
     "SelectionFilters",
     "Shard",
+    "SqlParameters",
+    "SqlQuery",
     "sql_in",
     "sql_string",
 ]
@@ -29,13 +37,72 @@ CT_SOP_CLASSES: tuple[str, ...] = (CT_IMAGE_STORAGE, *MULTIFRAME_CT_SOP_CLASSES)
 
 
 def sql_string(value: str) -> str:
-    """``value`` as a single-quoted SQL string literal (quotes doubled)."""
+    """``value`` as a single-quoted SQL string literal (quotes doubled).
+
+    For the program's own constants and local file paths in duckdb only; a value from the
+    user is a parameter (:class:`SqlParameters`).
+    """
     return "'" + value.replace("'", "''") + "'"
 
 
 def sql_in(column: str, values: Sequence[str]) -> str:
-    """``column IN ('a', 'b')`` for a non-empty ``values``."""
+    """``column IN ('a', 'b')`` for a non-empty ``values`` (the program's constants only)."""
     return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """A query's text and the values of its named parameters, sent separately.
+
+    Attributes
+    ----------
+    text
+        The SQL, naming each value by its parameter (``@collections`` in BigQuery,
+        ``$collections`` in duckdb).
+    parameters
+        Parameter name -> a string or a list of strings.
+    """
+
+    text: str
+    parameters: Mapping[str, str | list[str]] = field(default_factory=dict)
+
+
+class SqlParameters:
+    """Collects the named parameters of one query in one dialect.
+
+    Parameters
+    ----------
+    dialect
+        ``"bigquery"`` (``@name``, arrays through ``IN UNNEST(@name)``) or ``"duckdb"``
+        (``$name``, arrays through ``list_contains($name, ...)``).
+    """
+
+    def __init__(self, dialect: str) -> None:
+        if dialect not in ("bigquery", "duckdb"):
+            raise ValueError(f"dialect must be 'bigquery' or 'duckdb', got {dialect!r}")
+        self.dialect = dialect
+        self.values: dict[str, str | list[str]] = {}
+
+    def _name(self, name: str, value: str | list[str]) -> str:
+        if name in self.values:
+            raise ValueError(f"query parameter {name!r} is given twice")
+        self.values[name] = value
+        return ("@" if self.dialect == "bigquery" else "$") + name
+
+    def equals(self, expression: str, name: str, value: str) -> str:
+        """``expression = <parameter name>``, with ``value`` as the parameter."""
+        return f"{expression} = {self._name(name, value)}"
+
+    def one_of(self, expression: str, name: str, values: Sequence[str]) -> str:
+        """``expression`` is one of ``values`` (an array parameter)."""
+        parameter = self._name(name, [str(v) for v in values])
+        if self.dialect == "bigquery":
+            return f"{expression} IN UNNEST({parameter})"
+        return f"list_contains({parameter}, {expression})"
+
+    def query(self, text: str) -> SqlQuery:
+        """``text`` with the parameters collected so far."""
+        return SqlQuery(text, dict(self.values))
 
 
 def _as_tuple(value: Sequence[str] | str) -> tuple[str, ...]:
@@ -104,25 +171,33 @@ class SelectionFilters:
 
     def where_clauses(
         self,
+        parameters: SqlParameters,
         *,
         instance_count: str = "instanceCount",
         sop_class: str = "SOPClassUID",
     ) -> list[str]:
-        """The filters as SQL conditions over IDC index column names (ANSI SQL).
+        """The filters as SQL conditions over IDC index column names.
+
+        Every value of the filters becomes a parameter in ``parameters``; the conditions hold
+        only column names, parameter names and the program's constants.
 
         Parameters
         ----------
+        parameters
+            Collects the values (and fixes the dialect).
         instance_count
             The expression counting a series' instances (a column in the index, an
             aggregate in BigQuery's ``dicom_all``).
         sop_class
             The SOP Class UID expression.
         """
+        p = parameters
         clauses: list[str] = []
         if self.collections:
-            clauses.append(sql_in("LOWER(collection_id)", [c.lower() for c in self.collections]))
+            lowered = [c.lower() for c in self.collections]
+            clauses.append(p.one_of("LOWER(collection_id)", "collections", lowered))
         if self.modality:
-            clauses.append(f"UPPER(Modality) = {sql_string(self.modality.upper())}")
+            clauses.append(p.equals("UPPER(Modality)", "modality", self.modality.upper()))
             if self.modality.upper() == "CT":
                 clauses.append(sql_in(sop_class, CT_SOP_CLASSES))
         if self.min_slices is not None:
@@ -131,11 +206,13 @@ class SelectionFilters:
                 f"{sql_in(sop_class, MULTIFRAME_CT_SOP_CLASSES)})"
             )
         if self.body_parts:
-            clauses.append(sql_in("UPPER(BodyPartExamined)", [b.upper() for b in self.body_parts]))
+            upper = [b.upper() for b in self.body_parts]
+            clauses.append(p.one_of("UPPER(BodyPartExamined)", "body_parts", upper))
         if self.licenses:
-            clauses.append(sql_in("LOWER(license_short_name)", [x.lower() for x in self.licenses]))
+            lowered = [x.lower() for x in self.licenses]
+            clauses.append(p.one_of("LOWER(license_short_name)", "licenses", lowered))
         if self.series_uids:
-            clauses.append(sql_in("SeriesInstanceUID", self.series_uids))
+            clauses.append(p.one_of("SeriesInstanceUID", "series_uids", self.series_uids))
         if self.original_only:
             clauses.append("analysis_result_id IS NULL")
         return clauses

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omas_idc.errors import SelectionError
-from omas_idc.select.filters import SelectionFilters, sql_string
+from omas_idc.select.filters import SelectionFilters, SqlParameters, SqlQuery, sql_string
 from omas_idc.series_ref import SeriesRef
 
 __all__ = [
@@ -165,14 +165,16 @@ def _parquet(path: Path) -> str:
 
 def build_index_sql(
     filters: SelectionFilters, tables: IndexTables, *, drop_irregular: bool = True
-) -> str:
+) -> SqlQuery:
     """The duckdb query selecting ``filters`` from ``tables``, one row per series.
 
     With ``ct_index`` the series whose ImageType says LOCALIZER are dropped; with
     ``volume_geometry_index`` and ``drop_irregular`` those that are not a regularly spaced
-    3D volume are dropped (series absent from it are kept: unknown).
+    3D volume are dropped (series absent from it are kept: unknown). The filter values are
+    the query's parameters (``$name``), never part of its text.
     """
-    where = filters.where_clauses()
+    parameters = SqlParameters("duckdb")
+    where = filters.where_clauses(parameters)
     selected = f"SELECT * FROM {_parquet(tables.main)}" + (
         f" WHERE {' AND '.join(where)}" if where else ""
     )
@@ -198,7 +200,7 @@ def build_index_sql(
     sql = f"WITH s AS ({selected}) SELECT {', '.join(columns)} FROM s {' '.join(joins)}"
     if conditions:
         sql += f" WHERE {' AND '.join(conditions)}"
-    return sql + " ORDER BY s.SeriesInstanceUID"
+    return parameters.query(sql + " ORDER BY s.SeriesInstanceUID")
 
 
 def _optional_float(value: Any) -> float | None:
@@ -236,11 +238,11 @@ def query_index(
     """The series of ``tables`` that pass ``filters``, sorted by SeriesInstanceUID."""
     import duckdb
 
-    sql = build_index_sql(filters, tables, drop_irregular=drop_irregular)
-    logger.debug("index query: %s", sql)
+    query = build_index_sql(filters, tables, drop_irregular=drop_irregular)
+    logger.debug("index query: %s with %s", query.text, query.parameters)
     try:
         with duckdb.connect() as connection:
-            cursor = connection.execute(sql)
+            cursor = connection.execute(query.text, dict(query.parameters))
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     except duckdb.Error as err:

@@ -16,6 +16,7 @@ from omas_idc.select.bigquery import (
     GeometryChecks,
     build_bigquery_sql,
     dicom_all_table,
+    job_config,
     query_bigquery,
     rows_to_refs,
 )
@@ -43,6 +44,10 @@ COLUMNS = {
     "SliceThickness": "DOUBLE",
 }
 
+#: A collection id that ends a BigQuery string literal if quoted: BigQuery reads ``\'`` as an
+#: escaped quote, so ``'x\\''`` would leave ``) OR TRUE --`` as SQL.
+HOSTILE = "x\\') OR TRUE --"
+
 # name -> (phantom options, collection)
 SERIES: dict[str, tuple[dict[str, Any], str]] = {
     "good": ({"seed": 1}, "nlst"),
@@ -53,6 +58,7 @@ SERIES: dict[str, tuple[dict[str, Any], str]] = {
     "too-few": ({"seed": 6, "shape": (40, 8, 8)}, "nlst"),
     "mixed-orientation": ({"seed": 7}, "nlst"),
     "other-collection": ({"seed": 8}, "other"),
+    "hostile-collection": ({"seed": 9}, HOSTILE),
 }
 
 
@@ -107,9 +113,9 @@ def dicom_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, 
 def run(
     connection: Any, filters: SelectionFilters, checks: GeometryChecks | None = None
 ) -> list[dict[str, Any]]:
-    sql = build_bigquery_sql(filters, table="dicom_all", checks=checks)
-    duck = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
-    cursor = connection.execute(duck)
+    query = build_bigquery_sql(filters, table="dicom_all", checks=checks)
+    duck = sqlglot.transpile(query.text, read="bigquery", write="duckdb")[0]
+    cursor = connection.execute(duck, dict(query.parameters))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
@@ -152,9 +158,9 @@ def test_query_names_the_dicom_all_of_the_local_idc_version() -> None:
     version = idc_version()
     table = dicom_all_table(version)
     assert table == f"bigquery-public-data.idc_v{version}.dicom_all"
-    sql = build_bigquery_sql(SelectionFilters(collections=("nlst",)), table=table)
-    assert f"`{table}`" in sql
-    sqlglot.parse_one(sql, read="bigquery")  # valid BigQuery syntax
+    query = build_bigquery_sql(SelectionFilters(collections=("nlst",)), table=table)
+    assert f"`{table}`" in query.text
+    sqlglot.parse_one(query.text, read="bigquery")  # valid BigQuery syntax
 
 
 @pytest.mark.network
@@ -166,3 +172,71 @@ def test_live_bigquery_selection_agrees_with_the_index() -> None:
     live = query_bigquery(filters, idc_version=idc_version(), checks=GeometryChecks(enabled=False))
     index = select_series(filters).refs
     assert {r.series_instance_uid for r in live} == {r.series_instance_uid for r in index}
+
+
+class _RecordingClient:
+    """Stands for ``bigquery.Client``: records the request ``query_bigquery`` would send."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, Any]] = []
+
+    def query(self, text: str, job_config: Any = None) -> Any:
+        self.requests.append((text, job_config))
+
+        class _Job:
+            def result(self) -> list[Any]:
+                return []
+
+        return _Job()
+
+
+def test_filter_values_travel_only_as_query_parameters() -> None:
+    """Quotes and backslashes in a filter value never reach the SQL text of the request."""
+    from google.cloud import bigquery
+
+    attack = "\\') OR TRUE --"
+    filters = SelectionFilters(
+        collections=(attack, "nlst"),
+        body_parts=("CHEST\\'",),
+        licenses=("CC BY 4.0' OR '1'='1",),
+        series_uids=("1.2.3') --",),
+        modality="CT\\",
+    )
+    client = _RecordingClient()
+    query_bigquery(filters, idc_version=25, checks=GeometryChecks(enabled=False), client=client)
+
+    ((text, config),) = client.requests
+    for value in (attack, "OR TRUE", "CHEST", "'1'='1", "1.2.3", "CT\\"):
+        assert value not in text
+    sqlglot.parse_one(text, read="bigquery")
+    parameters = {p.name: p for p in config.query_parameters}
+    assert parameters["collections"] == bigquery.ArrayQueryParameter(
+        "collections", "STRING", [attack.lower(), "nlst"]
+    )
+    assert parameters["modality"] == bigquery.ScalarQueryParameter("modality", "STRING", "CT\\")
+    assert parameters["body_parts"].values == ["CHEST\\'"]
+    assert parameters["licenses"].values == ["cc by 4.0' or '1'='1"]
+    assert parameters["series_uids"].values == ["1.2.3') --"]
+    # The JSON body of the job carries the values as parameters, typed STRING.
+    api = config.to_api_repr()["query"]
+    assert api["parameterMode"] == "NAMED"
+    sent = {p["name"]: p for p in api["queryParameters"]}
+    assert [v["value"] for v in sent["collections"]["parameterValue"]["arrayValues"]] == [
+        attack.lower(),
+        "nlst",
+    ]
+
+
+def test_a_hostile_value_matches_exactly_its_own_rows(
+    dicom_all: tuple[Any, dict[str, str]],
+) -> None:
+    """Run through duckdb with the same parameters: the value is data, not SQL."""
+    connection, uids = dicom_all
+    checks = GeometryChecks(enabled=False)
+    own = run(connection, SelectionFilters(collections=(HOSTILE,)), checks)
+    assert {r["SeriesInstanceUID"] for r in own} == {uids["hostile-collection"]}
+    # The issue's attack value matches no collection (it would have matched all).
+    assert run(connection, SelectionFilters(collections=("\\') OR TRUE --",)), checks) == []
+    query = build_bigquery_sql(SelectionFilters(collections=(HOSTILE,)), table="dicom_all")
+    assert HOSTILE.lower() not in query.text
+    assert job_config(query).query_parameters[0].values == [HOSTILE.lower()]

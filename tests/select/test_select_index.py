@@ -232,3 +232,19 @@ def test_cli_select_explains_a_bad_option(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "Did you mean 'one'" in " ".join(result.output.split())
+
+
+def test_cli_select_takes_a_hostile_collection_as_data(tmp_path: Path) -> None:
+    """Quotes and backslashes in a filter value are a value to match, never SQL: no series."""
+    tables = index_module.IndexTables.locate(download=False)
+    attack = "\\') OR TRUE --"
+    query = index_module.build_index_sql(SelectionFilters(collections=(attack, "nlst")), tables)
+    assert "OR TRUE" not in query.text
+    assert query.parameters["collections"] == [attack.lower(), "nlst"]
+
+    out = tmp_path / "selection.parquet"
+    result = CliRunner().invoke(
+        app, ["select", "--collection", attack, "--out", str(out), "--no-online-indices"]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_selection(out) == []
