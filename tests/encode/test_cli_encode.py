@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 import highdicom as hd
 import nibabel as nib
 import numpy as np
+import pytest
 
 from omas_idc.catalog import load_catalog
 from omas_idc.geometry import lps_to_ras
+from omas_idc.nifti import read_nifti
 from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.read import read_series
 from omas_idc.testing.tasks import truth_task_labelmaps
@@ -100,3 +103,52 @@ def test_encode_refuses_a_map_that_would_need_resampling(tmp_path: Path) -> None
     )
     assert result.returncode != 0
     assert "offset" in result.stdout + result.stderr
+
+
+def _bad_nifti(kind: str, good: Path, folder: Path) -> Path:
+    """A label map broken the way files get broken: renamed, exported 4-D, cut short."""
+    if kind == "not-gzip":
+        path = folder / "labels-not-gzip.nii.gz"  # an uncompressed NIfTI named .nii.gz
+        path.write_bytes(gzip.decompress(good.read_bytes()))
+    elif kind == "four-d":
+        path = folder / "labels-4d.nii.gz"
+        image = nib.load(good)
+        data = np.asarray(image.dataobj)
+        nib.save(nib.Nifti1Image(np.stack([data, data], axis=-1), image.affine), path)
+    elif kind == "truncated-gzip":
+        path = folder / "labels-truncated.nii.gz"
+        data = good.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "truncated-nii":
+        path = folder / "labels-truncated.nii"
+        data = gzip.decompress(good.read_bytes())
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path = folder / "labels-empty.nii.gz"
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["not-gzip", "four-d", "truncated-gzip", "truncated-nii", "empty"])
+def test_encode_names_a_label_map_it_cannot_read(kind: str, tmp_path: Path) -> None:
+    series, labels, _ = _task_551_nifti(tmp_path, flip_rows=False)
+    bad = _bad_nifti(kind, labels, tmp_path)
+    out = tmp_path / "o"
+    result = _omas_idc("encode", str(series), str(bad), "--task", "551", "--out", str(out))
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert "Aborted" not in output
+    message = " ".join(result.stderr.split())
+    assert "EncodingError (unreadable-labels)" in message, message
+    assert str(bad) in message
+    assert not out.exists()
+
+
+def test_read_nifti_refuses_a_truncated_file_with_a_value_error(tmp_path: Path) -> None:
+    _, labels, _ = _task_551_nifti(tmp_path, flip_rows=False)
+    bad = _bad_nifti("truncated-gzip", labels, tmp_path)
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        read_nifti(bad)
+    with pytest.raises(ValueError, match="4-D image"):
+        read_nifti(_bad_nifti("four-d", labels, tmp_path))

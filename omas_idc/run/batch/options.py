@@ -155,11 +155,15 @@ class BatchJobOptions:
 
     def _check_output(self) -> None:
         secrets = (self.hmac_key_id_secret, self.hmac_secret_secret)
-        for secret in secrets:
+        for option, secret in zip(
+            ("--hmac-key-id-secret", "--hmac-secret-secret"), secrets, strict=True
+        ):
             if secret and not _SECRET.match(secret):
+                # The value is never echoed: a user may have pasted the key itself here.
                 self._fail(
-                    f"{secret!r} is not a Secret Manager secret: use "
-                    "projects/PROJECT/secrets/NAME[/versions/VERSION]"
+                    f"{option} is not the name of a Secret Manager secret (its value is not "
+                    "shown, in case it is the key itself): pass the secret's name, "
+                    "projects/PROJECT/secrets/NAME[/versions/VERSION], never the key"
                 )
         if self.mount_bucket and any(secrets):
             self._fail("a mounted bucket needs no HMAC keys: drop the secrets or the mount")
