@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -45,23 +47,25 @@ def fetch(
         done += 1
         colour = "green" if result.ok else "red"
         err_console.print(
-            f"[{colour}]{done}/{len(refs)} {result.status}[/{colour}] {result.series_instance_uid}"
+            f"[{colour}]{done}/{len(refs)} {result.status}[/{colour}] "
+            f"{escape(result.series_instance_uid)}"
         )
 
     try:
         results = fetch_selection(refs, out, options, on_result=progress)
     except FetchError as err:
-        err_console.print(f"[red]fetch refused:[/red] {err}")
+        err_console.print(f"[red]fetch refused:[/red] {escape(str(err))}")
         raise typer.Exit(1) from err
     failed = [r for r in results if not r.ok]
     counts = {s: sum(r.status == s for r in results) for s in ("downloaded", "cached", "failed")}
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" -> {out}")
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" -> {escape(str(out))}")
     if failed:
         table = Table(title="Failed series")
         for column in ("SeriesInstanceUID", "reason", "message"):
             table.add_column(column)
         for r in failed:
-            table.add_row(r.series_instance_uid, r.reason or "", r.message or "")
+            # Text cells: values from the selection are shown, never read as markup.
+            table.add_row(Text(r.series_instance_uid), Text(r.reason or ""), Text(r.message or ""))
         err_console.print(table)
         raise typer.Exit(1)
 

@@ -17,11 +17,13 @@ def _cache(cache_dir: Path | None) -> Path:
 
 def _fail(err: Exception) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
     from omas_idc.errors import OmasIdcError
 
     name = err.error_class if isinstance(err, OmasIdcError) else type(err).__name__
-    Console(stderr=True).print(f"[red]{name}[/red]: {err}", markup=True, highlight=False)
+    # The message quotes card values: shown as text, never read as markup.
+    Console(stderr=True).print(f"[red]{name}[/red]: {escape(str(err))}", highlight=False)
     return typer.Exit(2)
 
 
@@ -128,7 +130,9 @@ def register(app: typer.Typer) -> None:
             except OmasIdcError as err:
                 raise _fail(err) from err
         for entry in entries:
-            Console().print(f"{card.name} task {entry.task.id}: {entry.folder}", highlight=False)
+            Console().print(
+                f"{card.name} task {entry.task.id}: {entry.folder}", markup=False, highlight=False
+            )
 
     @models.command("verify")
     def verify(
@@ -141,6 +145,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recompute the checksums of the cached weights; exit 1 where any differ."""
         from rich.console import Console
+        from rich.markup import escape
 
         from omas_idc.engine.card import load_card
         from omas_idc.engine.weights import verify_weights
@@ -155,8 +160,8 @@ def register(app: typer.Typer) -> None:
             raise _fail(err) from err
         for result in results:
             state = "[green]ok[/green]" if result.ok else "[red]FAILED[/red]"
-            console.print(f"task {result.task}: {state} ({result.folder})")
+            console.print(f"task {escape(result.task)}: {state} ({escape(str(result.folder))})")
             for problem in result.problems:
-                console.print(f"  {problem}")
+                console.print(f"  {problem}", markup=False)
         if not all(r.ok for r in results):
             raise typer.Exit(1)

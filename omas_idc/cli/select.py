@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -78,16 +79,16 @@ def select(
             bigquery_project=bigquery_project,
         )
     except SelectionError as err:
-        err_console.print(f"[red]select failed:[/red] {err}")
+        err_console.print(f"[red]select failed:[/red] {escape(str(err))}")
         raise typer.Exit(1) from err
     extra = {"per_study": per_study, "shard": shard_text or "0/1", "limit": str(limit or "")}
     write_selection(selection.refs, out, provenance=selection.provenance(filters, **extra))
     for note in selection.notes:
-        err_console.print(f"[yellow]note:[/yellow] {note}")
+        err_console.print(f"[yellow]note:[/yellow] {escape(note)}")
     size_gb = sum(r.size_bytes for r in selection.refs) / 1e9
     console.print(
         f"{len(selection.refs)} series ({size_gb:.1f} GB) from IDC v{selection.idc_version} "
-        f"written to {out}"
+        f"written to {escape(str(out))}"
     )
 
 

@@ -79,13 +79,20 @@ def test_cli_fetch_reports_a_bad_row_and_fetches_the_others(
     before = snapshot(victim)
     good = upload_phantom(seed=42).ref
     climbing = dataclasses.replace(good, series_instance_uid="/../../../../../victim")
+    # Markup-like text is shown as it is (rich would fail on the unmatched closing tag).
+    markup = dataclasses.replace(good, series_instance_uid="[/red]")
     selection = tmp_path / "selection.parquet"
-    write_selection([climbing, good], selection)
+    write_selection([climbing, markup, good], selection)
     args = ["fetch", str(selection), "--out", str(tmp_path / "out")]
-    result = CliRunner().invoke(app, [*args, "--endpoint-url", s3_endpoint, "--attempts", "1"])
+    result = CliRunner().invoke(
+        app, [*args, "--endpoint-url", s3_endpoint, "--attempts", "1"], terminal_width=250
+    )
 
     assert result.exit_code == 1, result.output
-    assert "1 downloaded, 0 cached, 1 failed" in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+    assert "1 downloaded, 0 cached, 2 failed" in result.output
+    assert "3/3" in result.output
+    assert "failed [/red]" in result.output  # the progress line shows the UID as it is
     assert snapshot(victim) == before
 
 
