@@ -169,6 +169,72 @@ def test_job_holds_no_secret_values() -> None:
     assert "environment" not in job["taskGroups"][0]["taskSpec"]
 
 
+#: Distinctive fake credentials: none of them may appear in anything omas-idc prints or writes.
+FAKE_KEY_ID = "AKIAOMASFAKEKEYID7Q3Z"
+FAKE_SECRET = "omasFAKEsecret/K7MDENG+bPxRfiCYzz93"
+FAKE_TOKEN = "ya29.omas-fake-oauth-token-5d41402abc4b2a76"
+RENDER = ["batch", "render", "--config", "nlst", "--tasks", "8", "--image", IMAGE]
+RENDER += ["--bucket", "omas-release"]
+
+
+def test_no_secret_value_from_the_environment_reaches_the_job_or_the_output(
+    tmp_path: Path,
+) -> None:
+    """Credentials in the environment of the person rendering stay out of the job."""
+    environment = {
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+        "AWS_SESSION_TOKEN": FAKE_TOKEN,
+        "CLOUDSDK_AUTH_ACCESS_TOKEN": FAKE_TOKEN,
+    }
+    output = tmp_path / "job.json"
+    arguments = [*RENDER, "--hmac-key-id-secret", SECRETS["hmac_key_id_secret"]]
+    arguments += ["--hmac-secret-secret", SECRETS["hmac_secret_secret"]]
+    printed = CliRunner().invoke(app, ["-vv", *arguments], env=environment)
+    written = CliRunner().invoke(app, [*arguments, "--output", str(output)], env=environment)
+    assert printed.exit_code == 0, printed.output
+    assert written.exit_code == 0, written.output
+    texts = {"stdout": printed.output, "file": output.read_text(), "log": written.output}
+    for where, text in texts.items():
+        for value in (FAKE_KEY_ID, FAKE_SECRET, FAKE_TOKEN):
+            assert value not in text, (where, value)
+    # Only the Secret Manager names reach the job: Batch reads the values inside the VM.
+    job = json.loads(texts["file"])
+    secret = runnables(job)[-1]["environment"]["secretVariables"]
+    assert secret == {
+        "AWS_ACCESS_KEY_ID": SECRETS["hmac_key_id_secret"] + "/versions/latest",
+        "AWS_SECRET_ACCESS_KEY": SECRETS["hmac_secret_secret"],
+    }
+
+
+@pytest.mark.parametrize("command", ["render", "submit"])
+@pytest.mark.parametrize("option", ["--hmac-key-id-secret", "--hmac-secret-secret"])
+def test_a_key_passed_where_a_secret_name_belongs_is_refused_without_echoing_it(
+    command: str, option: str, tmp_path: Path
+) -> None:
+    """The mistake: pasting the HMAC key itself instead of its Secret Manager name."""
+    values = {
+        "--hmac-key-id-secret": SECRETS["hmac_key_id_secret"],
+        "--hmac-secret-secret": SECRETS["hmac_secret_secret"],
+    }
+    values[option] = FAKE_KEY_ID if option == "--hmac-key-id-secret" else FAKE_SECRET
+    arguments = ["batch", command, *RENDER[2:]]
+    for name, value in values.items():
+        arguments += [name, value]
+    if command == "render":
+        arguments += ["--output", str(tmp_path / "job.json")]
+    else:
+        arguments += ["--project", "p", "--region", "us-central1"]
+    for verbosity in ([], ["-vv"]):
+        result = CliRunner().invoke(app, [*verbosity, *arguments])
+        assert result.exit_code == CONFIGURATION_EXIT_CODE, result.output
+        flat = " ".join(result.output.split())
+        assert f"ConfigurationError (batch-job): {option} is not the name of a Secret" in flat
+        assert values[option] not in result.output
+        assert values[option].split("/")[0] not in result.output  # nor a part of it
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mounted_bucket_needs_no_keys_and_writes_to_the_mount() -> None:
     job = render_job(
         NLST, options(mount_bucket=True, hmac_key_id_secret=None, hmac_secret_secret=None)
