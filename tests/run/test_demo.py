@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
@@ -39,24 +42,46 @@ def isolation() -> tuple[list[str], str]:
     return _without_network()
 
 
+#: Printed by the shell that then becomes the demo process (``exec``): the network
+#: interfaces that process sees.
+_PROBE = "import socket; print('interfaces', socket.if_nameindex())"
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One ``omas-idc demo`` process: where it wrote, what it printed, how it ended."""
+
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    isolated: bool  # run in a network namespace of its own (``unshare -rn``)
+
+
 @pytest.fixture(scope="module")
-def demo_output(
-    tmp_path_factory: pytest.TempPathFactory, isolation: tuple[list[str], str]
-) -> tuple[Path, str]:
-    """The demo's output folder and stdout, run without network where ``unshare -rn`` works
-    (elsewhere with the network: only the offline test is then skipped, not the others)."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory, isolation: tuple[list[str], str]) -> DemoRun:
+    """``omas-idc demo`` run without network where ``unshare -rn`` works (elsewhere with the
+    network: only the offline test is then skipped, not the others).
+
+    Under ``unshare -rn`` a shell prints the interfaces it sees and then ``exec``s the demo,
+    so the demo is that very process, in that namespace.
+    """
     out = tmp_path_factory.mktemp("demo") / "omas-idc-demo"
     script = shutil.which("omas-idc") or str(Path(sys.executable).with_name("omas-idc"))
     prefix, _ = isolation
-    result = subprocess.run(
-        [*prefix, script, "demo", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out, result.stdout
+    command = [script, "demo", "--out", str(out)]
+    if prefix:
+        probe = f'{shlex.quote(sys.executable)} -c "{_PROBE}" && exec "$@"'
+        command = [*prefix, "sh", "-c", probe, "sh", *command]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    return DemoRun(out, result.returncode, result.stdout, result.stderr, bool(prefix))
+
+
+@pytest.fixture(scope="module")
+def demo_output(demo_run: DemoRun) -> tuple[Path, str]:
+    """The demo's output folder and stdout, after a successful run."""
+    assert demo_run.returncode == 0, demo_run.stdout[-3000:] + demo_run.stderr[-3000:]
+    return demo_run.out, demo_run.stdout
 
 
 def _series_folder(out: Path) -> Path:
@@ -64,19 +89,21 @@ def _series_folder(out: Path) -> Path:
     return done.parent
 
 
-def test_demo_ran_without_network(demo_output: tuple, isolation: tuple[list[str], str]) -> None:
-    prefix, why = isolation
-    if not prefix:
+def test_demo_ran_without_network(demo_run: DemoRun, isolation: tuple[list[str], str]) -> None:
+    _, why = isolation
+    if not demo_run.isolated:
         pytest.skip(f"cannot show that the demo works offline: {why}")
-    # A namespace made like the demo's has loopback only: the demo above had no network.
-    probe = subprocess.run(
-        [*prefix, sys.executable, "-c", "import socket; print(socket.if_nameindex())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert probe.stdout.strip() == "[(1, 'lo')]", probe.stdout
-    assert _series_folder(demo_output[0]).is_dir()
+    lines = demo_run.stdout.splitlines()
+    # The demo process itself had loopback only (and down): no way to reach any server.
+    assert lines[0] == "interfaces [(1, 'lo')]", demo_run.stdout[:500]
+    assert demo_run.returncode == 0, demo_run.stdout[-3000:] + demo_run.stderr[-3000:]
+    flat = " ".join(demo_run.stdout.split())
+    assert re.search(r"\b1 done, 0 failed\b", flat), flat
+    folder = _series_folder(demo_run.out)
+    marker = json.loads((folder / "DONE.json").read_text())
+    assert any(name.startswith("seg_") for name in marker["outputs"])
+    assert "sr.dcm" in marker["outputs"]
+    assert str(folder) in demo_run.stdout.replace("\n", "")  # the demo names its outputs
 
 
 def test_demo_writes_every_output_of_a_series(demo_output: tuple) -> None:
