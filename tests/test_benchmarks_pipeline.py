@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,5 +27,7 @@ def test_pipeline_benchmark_quick_mode_prints_rates() -> None:
     cpu = next(line for line in lines if line.startswith("run CPU"))
     assert 0.0 < float(cpu.split()[2]) < 60.0, cpu
     saved = next(line for line in lines if line.startswith("saved parse per series"))
-    seconds = [float(part.split()[-2]) for part in saved.split(": ", 1)[1].split(", ")]
+    seconds = [float(value) for value in re.findall(r"(\d+\.\d+) s", saved)]
+    assert len(seconds) == 3, saved  # the fetch check, the encoder's re-read, their sum
     assert all(0.0 < value < 60.0 for value in seconds), saved
+    assert abs(seconds[0] + seconds[1] - seconds[2]) < 0.002, saved
