@@ -25,7 +25,18 @@ def test_engine_benchmark_quick_prints_ratios() -> None:
     )
     assert done.returncode == 0, done.stderr
     for role in ("ours", "nnunet", "fast"):
-        assert re.search(rf"^{role}\s+wall\s+[\d.]+ s", done.stdout, re.MULTILINE), done.stdout
+        line = re.search(
+            rf"^{role}\s+wall\s+([\d.]+) s\s+compute\s+([\d.]+) s\s+CPU\s+([\d.]+) s\s+"
+            r"peak RSS\s+([\d.]+) GiB$",
+            done.stdout,
+            re.MULTILINE,
+        )
+        assert line is not None, done.stdout
+        wall, compute, cpu, rss = (float(value) for value in line.groups())
+        assert wall > 0.0, line.group(0)
+        assert cpu > 0.0, line.group(0)
+        assert 0.0 < rss < 1000.0, line.group(0)
+        assert 0.0 < compute <= wall, line.group(0)  # compute is a part of the wall time
     same = re.search(r"identical settings\): time ([\d.]+)x.*Dice min ([\d.]+)", done.stdout)
     fast = re.search(
         r"fast \(body crop, step 0.75\): time ([\d.]+)x.*Dice min ([\d.]+)", done.stdout
@@ -34,3 +45,9 @@ def test_engine_benchmark_quick_prints_ratios() -> None:
     assert fast is not None, done.stdout
     # the same weights on the same volume give the same labels as nnU-Net's predictor
     assert float(same.group(2)) >= 0.99
+    assert 0.0 <= float(fast.group(2)) <= 1.0, fast.group(0)
+    for match in (same, fast):
+        line = done.stdout[match.start() :].splitlines()[0]
+        ratios = re.findall(r"([\d.]+)x", line)  # time, compute, CPU, peak memory
+        assert len(ratios) == 4, line
+        assert all(0.01 < float(value) < 100.0 for value in ratios), line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,5 +22,18 @@ def test_gpu_benchmark_quick_mode_runs_on_the_cpu() -> None:
     out = result.stdout
     assert "wrote 2 ResEnc-L folders (5 classes)" in out
     assert "omas-idc: 2 series x 2 tasks" in out
-    assert "series/hour" in out
-    assert "nnU-Net: 1 series x 1 task" in out
+    ours = re.search(r"omas-idc: (\d+) series x 2 tasks in ([\d.]+) s -> ([\d.]+) series/hour", out)
+    assert ours is not None, out
+    count, seconds, rate = int(ours.group(1)), float(ours.group(2)), float(ours.group(3))
+    assert count == 2, ours.group(0)
+    assert seconds > 0.0, ours.group(0)
+    assert rate > 0.0, ours.group(0)
+    theirs = re.search(
+        r"nnU-Net: 1 series x 1 task in ([\d.]+) s -> ([\d.]+) series/hour for 2 tasks; "
+        r"omas-idc is ([\d.]+)x faster per series",
+        out,
+    )
+    assert theirs is not None, out
+    assert float(theirs.group(1)) > 0.0, theirs.group(0)
+    assert float(theirs.group(2)) > 0.0, theirs.group(0)
+    assert 0.01 < float(theirs.group(3)) < 100.0, theirs.group(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,20 @@ def test_read_benchmark_quick_prints_ratios(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for syntax in ("explicit", "jpeg2000"):
-        assert f"{syntax}  omas-idc" in done.stdout
-    assert "ratio" in done.stdout
+    rows = re.findall(
+        r"^(\S+)\s+(\S+)\s+([\d.]+) s \(CPU\s+([\d.]+) s\)\s+ratio \S+ = ([\d.]+)$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert {syntax for syntax, *_ in rows} == {"explicit", "jpeg2000"}, done.stdout
+    for syntax, reader, seconds, cpu, ratio in rows:
+        assert float(seconds) > 0.0, (syntax, reader, seconds)
+        assert float(cpu) >= 0.0, (syntax, reader, cpu)
+        assert 0.01 < float(ratio) < 100.0, (syntax, reader, ratio)
+        if reader == "omas-idc":  # the reference of the ratios
+            assert float(ratio) == 1.0
+    omas = [row for row in rows if row[1] == "omas-idc"]
+    assert len(omas) == 2, done.stdout  # one per syntax, the reference of its ratios
     text = results.read_text()
     assert "## read" in text
     assert "## encode\n\nkept" in text  # other sections are left alone
