@@ -29,28 +29,25 @@ def register(app: typer.Typer) -> None:
         """Read a CT series into a volume; print size, spacing, orientation, tilt, warnings."""
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        from omas_idc.errors import OmasIdcError
         from omas_idc.read import read_series
 
         console = Console()
-        err_console = Console(stderr=True)
-        try:
-            volume = read_series(
-                series_dir,
-                series_instance_uid=series_uid,
-                allow_tilt=not no_tilt,
-                workers=workers,
-            )
-        except OmasIdcError as err:
-            err_console.print(f"[red]{err.error_class} ({err.reason})[/red]: {err}", markup=True)
-            raise typer.Exit(2) from err
+        # A refusal (OmasIdcError naming the series and the file) is reported by the app's one
+        # error mechanism (omas_idc.cli.errors): one line, verbatim, exit 2.
+        volume = read_series(
+            series_dir,
+            series_instance_uid=series_uid,
+            allow_tilt=not no_tilt,
+            workers=workers,
+        )
         g = volume.geometry
         table = Table(title="CT series", show_header=False)
         table.add_column("field", no_wrap=True)
         table.add_column("value", overflow="fold")
-        table.add_row("series", volume.series_instance_uid or "(empty SeriesInstanceUID)")
-        table.add_row("description", volume.header.series_description)
+        table.add_row("series", Text(volume.series_instance_uid or "(empty SeriesInstanceUID)"))
+        table.add_row("description", Text(volume.header.series_description))
         table.add_row("size (x, y, z)", f"{g.shape[2]} x {g.shape[1]} x {g.shape[0]}")
         sz, sy, sx = g.spacing
         table.add_row("spacing (x, y, z) mm", f"{sx:.4g} x {sy:.4g} x {sz:.4g}")
@@ -62,7 +59,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("source", f"{len(set(volume.files))} file(s){frames}")
         console.print(table)
         for warning in volume.warnings:
-            console.print(f"[yellow]warning[/yellow]: {warning}")
+            console.print(Text("warning", style="yellow") + Text(f": {warning}"), highlight=False)
         if nifti is not None:
             import nibabel as nib
 

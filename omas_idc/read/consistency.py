@@ -23,6 +23,7 @@ warning naming the files.
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from omas_idc.read.slices import SliceRecord
 
 __all__ = [
     "COSINE_TOLERANCE",
+    "check_complete",
     "check_pixel_description",
     "check_series_encoding",
     "check_slice",
@@ -69,6 +71,39 @@ def _int(ds: Dataset, keyword: str, default: int | None, where: str, uid: str) -
         ) from err
 
 
+def check_complete(ds: Dataset, path: str, series_uid: str) -> None:
+    """Refuse a file whose pixel data is declared longer than what the file holds.
+
+    pydicom reads a truncated value without complaint (it simply comes back short); the
+    reader parses each file once (the run's fetch leaves this check to it), so it checks the
+    declared length of the pixel data against the file's size (deferred values, without
+    reading the pixels) or against the value read (small images), by the header's own
+    numbers. Not for deflated files, whose offsets count the inflated stream.
+
+    Raises
+    ------
+    UnsupportedSeriesError
+        ``truncated-file``, naming the file.
+    """
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if not isinstance(element, RawDataElement) or element.length == 0xFFFFFFFF:
+        return  # converted already, or encapsulated: its items are checked as decoded
+    if element.value is not None:
+        held = len(element.value)
+    elif element.value_tell is not None:
+        held = os.path.getsize(path) - element.value_tell
+    else:
+        return
+    if held < element.length:
+        raise UnsupportedSeriesError(
+            f"{path} is truncated: its pixel data is declared as {element.length} bytes but "
+            f"the file ends {held} bytes after its start. Fetch the series again; if the copy "
+            "in the archive is damaged, exclude the series.",
+            series_instance_uid=series_uid,
+            reason="truncated-file",
+        )
+
+
 def check_pixel_description(f: DicomFile) -> None:
     """Refuse a file whose Image Pixel attributes disagree with each other or its pixel data.
 
@@ -76,7 +111,8 @@ def check_pixel_description(f: DicomFile) -> None:
     ------
     UnsupportedSeriesError
         ``inconsistent-bits`` naming the file and the values that disagree;
-        ``damaged-header`` where one of them cannot be read at all.
+        ``truncated-file`` (:func:`check_complete`); ``damaged-header`` where one of them
+        cannot be read at all.
     """
     ds, uid, where = f.dataset, f.series_instance_uid, f.path
 
@@ -111,7 +147,9 @@ def check_pixel_description(f: DicomFile) -> None:
     if frames < 1:
         raise refuse(f"NumberOfFrames is {frames}")
     ts = UID(f.transfer_syntax_uid)
-    if not f.transfer_syntax_uid or ts.is_compressed:
+    if not ts.is_deflated:
+        check_complete(ds, where, uid)
+    if ts.is_compressed:
         return  # encapsulated: the decoded frame's shape is checked when it is decoded
     element = ds.get_item("PixelData", keep_deferred=True)
     if element is None:

@@ -27,6 +27,7 @@ from pydicom.uid import UID
 
 from omas_idc.errors import UnsupportedSeriesError
 from omas_idc.read import codecs
+from omas_idc.read.consistency import check_complete
 from omas_idc.read.slices import SliceRecord
 
 __all__ = ["PADDING_HU", "decode_volume", "stored_to_hu"]
@@ -177,7 +178,16 @@ def _read_native_into(
 
 
 #: What pydicom and its decoder plugins raise on pixel data they cannot decode.
-_DECODE_ERRORS = (NotImplementedError, RuntimeError, ValueError, TypeError, EOFError, IndexError)
+#: (AttributeError: pydicom's "Missing required element" where a damaged header lost one.)
+_DECODE_ERRORS = (
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    EOFError,
+    IndexError,
+    AttributeError,
+)
 
 
 def _is_decoder_failure(err: BaseException) -> bool:
@@ -187,30 +197,6 @@ def _is_decoder_failure(err: BaseException) -> bool:
     ``PanicException``, which derives from BaseException and is not importable by name.
     """
     return isinstance(err, _DECODE_ERRORS) or type(err).__name__ == "PanicException"
-
-
-def _check_complete(ds: Dataset, path: str, series_uid: str) -> None:
-    """Refuse a file whose pixel data is declared longer than what the file holds.
-
-    pydicom reads a truncated value without complaint (it simply comes back short); the
-    reader parses each file once (the run's fetch leaves this check to it), so it checks the
-    declared length of the deferred pixel data against the file's size here, by the header's
-    own numbers, without reading the pixels.
-    """
-    element = ds.get_item("PixelData", keep_deferred=True)
-    if not isinstance(element, RawDataElement) or element.value is not None:
-        return
-    if element.value_tell is None or element.length == 0xFFFFFFFF:
-        return  # encapsulated: its items are checked as they are decoded
-    size = os.path.getsize(path)
-    if element.value_tell + element.length > size:
-        raise UnsupportedSeriesError(
-            f"{path} is truncated: its pixel data is declared as {element.length} bytes but "
-            f"the file ends {size - element.value_tell} bytes after its start. Fetch the "
-            "series again; if the copy in the archive is damaged, exclude the series.",
-            series_instance_uid=series_uid,
-            reason="truncated-file",
-        )
 
 
 def _decode_file(
@@ -233,7 +219,7 @@ def _decode_file(
         )
     ts = UID(f.transfer_syntax_uid)
     if not ts.is_deflated:  # a deflated file's offsets count the inflated stream
-        _check_complete(ds, f.path, series_uid)
+        check_complete(ds, f.path, series_uid)
     if len(items) == 1:
         index, rec = items[0]
         stored = _read_native_into(ds, f.path, ts, out[index])
