@@ -21,6 +21,7 @@ from omas_idc.series_ref import SeriesRef
 
 __all__ = ["check_relative_name", "output_path", "path_part", "series_prefix"]
 
+
 def series_prefix(ref: SeriesRef) -> PurePosixPath:
     """``<collection>/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>`` for a series."""
     return PurePosixPath(
