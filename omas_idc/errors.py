@@ -85,14 +85,23 @@ class SeriesGeometryError(OmasIdcError):
 
     ``reason`` names the problem: one of ``"gap"``, ``"tilt"``, ``"mixed-orientation"``,
     ``"duplicate-position"``, ``"nonuniform-spacing"``, ``"mixed-size"``,
-    ``"mixed-pixel-spacing"``, ``"too-few-slices"``, ``"missing-geometry"``.
+    ``"mixed-pixel-spacing"``, ``"too-few-slices"``, ``"missing-geometry"``,
+    ``"invalid-spacing"`` (zero, negative or not finite), ``"non-finite-position"``,
+    ``"invalid-orientation"`` (not finite, not unit length or not orthogonal).
     """
 
     default_reason = "geometry"
 
 
 class UnsupportedSeriesError(OmasIdcError):
-    """The series is not a CT volume omas-idc can read (not CT, not an image, undecodable)."""
+    """The series is not a CT volume omas-idc can read (not CT, not an image, undecodable).
+
+    ``reason`` names the problem, e.g. ``"not-ct-volume"``, ``"undecodable"``, ``"no-images"``,
+    ``"several-series"``, ``"series-not-found"``, and for damaged files (each named in the
+    message) ``"truncated-file"``, ``"unreadable-file"``, ``"damaged-header"``,
+    ``"inconsistent-bits"`` (BitsAllocated/BitsStored/HighBit/PixelRepresentation against the
+    pixel data), ``"zero-slope"``, ``"invalid-rescale"``.
+    """
 
     default_reason = "unsupported"
 
