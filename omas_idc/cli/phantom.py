@@ -80,7 +80,8 @@ def phantom(
         f"{len(result.files)} files in {out_dir}; grid {geometry.shape} (slices, rows, columns), "
         f"spacing {tuple(round(v, 3) for v in geometry.spacing)} mm, "
         f"orientation {geometry.orientation_code()}, tilt {geometry.tilt_degrees:.1f} deg, "
-        f"{options.transfer_syntax_uid.name}"
+        f"{options.transfer_syntax_uid.name}",
+        markup=False,  # the folder is the user's text
     )
     table = Table(title="Ground truth")
     for column in ("label", "structure", "volume (mL)", "centroid LPS (mm)", "HU"):
@@ -92,7 +93,7 @@ def phantom(
     console.print(table)
     if labels_nifti is not None:
         result.save_labels_nifti(labels_nifti)
-        console.print(f"label map written to {labels_nifti}")
+        console.print(f"label map written to {labels_nifti}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -164,7 +164,7 @@ def _write_segs(
     for item in encoded:
         tasks = "_".join(t for t in item.tasks if t != card.name)
         path = write_dataset(item.dataset, out / f"seg_{card.name}{'_' * bool(tasks)}{tasks}.dcm")
-        console.print(f"{path}: {len(item.segments)} segments")
+        console.print(f"{path}: {len(item.segments)} segments", markup=False)
 
 
 def register(app: typer.Typer) -> None:
