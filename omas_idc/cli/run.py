@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -74,7 +75,9 @@ def run(
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
     from omas_idc.errors import ConfigurationError, OmasIdcError
     from omas_idc.run.engine_setup import build_engine
-    from omas_idc.run.runner import RunRequest, check_work_dir, default_work_dir
+    from omas_idc.run.folders import check_output_location, check_work_dir, default_work_dir
+    from omas_idc.run.lock import work_lock
+    from omas_idc.run.runner import RunRequest, check_run
 
     try:
         settings = _config(config, collection)
@@ -92,7 +95,12 @@ def run(
             settings = settings.with_overrides(model=overrides)
         if layout is not None:
             settings = settings.with_overrides(output={"seg_layout": layout})
-        work_dir = check_work_dir(work or default_work_dir(out))
+        work_dir = work or default_work_dir(out)
+        if work is None:
+            # The default work folder lies inside the output folder: say what is wrong with
+            # the output rather than that the work folder's lock file cannot be made.
+            check_output_location(out)
+        check_work_dir(work_dir)
         request = RunRequest(
             config=settings,
             out=out,
@@ -103,19 +111,49 @@ def run(
             endpoint_url=endpoint_url,
             timestamp=datetime.fromisoformat(timestamp) if timestamp else None,
         )
-        engine, info = build_engine(settings.model)
     except (ConfigurationError, ValueError) as err:
-        err_console.print(f"[red]configuration error[/red]: {err}")
-        raise typer.Exit(CONFIG_ERROR_EXIT) from err
+        raise _fail(err) from err
+    try:
+        # Held from before the model loads to the end of the run: a second run on this work
+        # folder stops at once, and a refused run leaves its report.
+        with work_lock(work_dir):
+            check_run(request)
+            try:
+                engine, info = build_engine(settings.model)
+            except ValueError as err:
+                raise _fail(err) from err
+            result = _execute(request, engine, info)
     except OmasIdcError as err:
-        err_console.print(f"[red]{err.error_class}[/red] ({err.reason}): {err}")
-        raise typer.Exit(CONFIG_ERROR_EXIT) from err
-    result = _execute(request, engine, info)
-    raise typer.Exit(0 if result.counts.get("failed", 0) == 0 else 1)
+        raise _fail(err) from err
+    raise typer.Exit(_exit_code(result))
+
+
+def _fail(err: Exception) -> typer.Exit:
+    """Print ``err`` as one classified line; the exit to raise: 1 for an error a retry may fix
+    (a store or a download that failed before any series), 2 for the configuration's."""
+    from omas_idc.errors import ConfigurationError, FetchError, InferenceError, PublishError
+
+    if isinstance(err, (ConfigurationError, ValueError)):
+        _print_error("configuration error", err)
+        return typer.Exit(CONFIG_ERROR_EXIT)
+    reason = getattr(err, "reason", "error")
+    _print_error(f"{type(err).__name__} ({reason})", err)
+    retryable = isinstance(err, (FetchError, InferenceError, PublishError))
+    return typer.Exit(1 if retryable else CONFIG_ERROR_EXIT)
+
+
+def _print_error(label: str, err: BaseException) -> None:
+    """``label: message`` on stderr, the message verbatim (never read as rich markup)."""
+    err_console.print(Text.assemble((label, "red"), ": ", str(err)))
+
+
+def _exit_code(result) -> int:  # type: ignore[no-untyped-def]
+    """0 when every series is done or refused, 1 when some failed or the release table could
+    not be published (a rerun may fix both)."""
+    return 0 if result.counts.get("failed", 0) == 0 and not result.errors else 1
 
 
 def _execute(request, engine, info, refs=None):  # type: ignore[no-untyped-def]
-    from omas_idc.errors import ConfigurationError
     from omas_idc.run.runner import execute_run
 
     with Progress(
@@ -148,42 +186,59 @@ def _execute(request, engine, info, refs=None):  # type: ignore[no-untyped-def]
             result = execute_run(
                 request, engine, info, on_progress=on_progress, on_start=on_start, refs=refs
             )
-        except ConfigurationError as err:
-            err_console.print(f"[red]configuration error[/red]: {err}")
-            raise typer.Exit(CONFIG_ERROR_EXIT) from err
         finally:
             close = getattr(engine, "close", None)
             if close is not None:
                 close()
     summary = result.summary
     console.print(
-        f"{summary.done} done, {summary.failed} failed, {summary.skipped_done} already done "
-        f"in {time.perf_counter() - start:.1f} s; report {result.report_path}; "
-        f"release table {result.release_table}"
+        Text(
+            f"{summary.done} done, {summary.failed} failed, {summary.skipped_done} already done "
+            f"in {time.perf_counter() - start:.1f} s; report {result.report_path}; "
+            f"release table {result.release_table}"
+        )
     )
     for failure in summary.failures:
         console.print(
-            f"  [red]{failure['error_class']}[/red] ({failure['reason']}) "
-            f"{failure['series_instance_uid']}: {failure['message']}"
+            Text.assemble(
+                "  ",
+                (failure["error_class"], "red"),
+                f" ({failure['reason']}) {failure['series_instance_uid']}: {failure['message']}",
+            )
         )
+    for error in result.errors:
+        _print_error("run error", RuntimeError(error))
     return result
 
 
 def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> None:
     """Summarise a run's state: series per status, failures with their error class."""
+    import sqlite3
+
     from omas_idc.run.state import RunState
 
     database = work / "state.sqlite"
     if not database.is_file():
         alternative = work / ".omas-idc-work" / "state.sqlite"
         if not alternative.is_file():
-            err_console.print(f"no run state in {work} (looked for state.sqlite)")
+            err_console.print(Text(f"no run state in {work} (looked for state.sqlite)"))
             raise typer.Exit(CONFIG_ERROR_EXIT)
         database = alternative
-    with RunState(database) as state:
-        counts = state.counts()
-        rows = state.all_series()
-        stamp = state.get_meta("timestamp")
+    try:
+        with RunState(database) as state:
+            state.check()
+            counts = state.counts()
+            rows = state.all_series()
+            stamp = state.get_meta("timestamp")
+    except sqlite3.DatabaseError as err:
+        _print_error(
+            "unreadable run state",
+            RuntimeError(
+                f"{database} cannot be read ({err}). The next `omas-idc run` on this work "
+                "folder moves it aside and rebuilds the state from the outputs' DONE markers."
+            ),
+        )
+        raise typer.Exit(CONFIG_ERROR_EXIT) from err
     console.print(
         f"{len(rows)} series: "
         + ", ".join(f"{n} {k}" for k, n in counts.items())
@@ -196,12 +251,17 @@ def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> N
             table.add_column(column, overflow="fold")
         for r in failed:
             table.add_row(
-                r.series_uid,
-                r.status,
-                r.stage,
-                str(r.attempts),
-                f"{r.error_class} ({r.reason})",
-                r.message,
+                *(
+                    Text(value)
+                    for value in (
+                        r.series_uid,
+                        r.status,
+                        r.stage,
+                        str(r.attempts),
+                        f"{r.error_class} ({r.reason})",
+                        r.message,
+                    )
+                )
             )
         console.print(table)
 
@@ -212,7 +272,9 @@ def demo(
     device: str = typer.Option("cpu", help="auto, cuda, cpu or mps."),
 ) -> None:
     """The whole pipeline offline: a phantom CT, the packaged demo model, SEG + SR + QA + PNG."""
+    from omas_idc.errors import OmasIdcError
     from omas_idc.notebook import offline_series
+    from omas_idc.publish.layout import series_prefix
     from omas_idc.run.config import RunConfig
     from omas_idc.run.engine_setup import build_engine
     from omas_idc.run.runner import RunRequest
@@ -231,10 +293,15 @@ def demo(
         local_series={ref.series_instance_uid: folder},
         timestamp=datetime(2026, 1, 1),
     )
-    result = _execute(request, engine, info, refs=[ref])
-    folder = out / "omas-demo" / ref.patient_id / ref.study_instance_uid / ref.series_instance_uid
-    console.print(f"outputs in {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
-    raise typer.Exit(0 if result.counts.get("failed", 0) == 0 else 1)
+    try:
+        result = _execute(request, engine, info, refs=[ref])
+    except OmasIdcError as err:
+        raise _fail(err) from err
+    folder = out / series_prefix(ref)
+    console.print(
+        Text(f"outputs in {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
+    )
+    raise typer.Exit(_exit_code(result))
 
 
 def register(app: typer.Typer) -> None:

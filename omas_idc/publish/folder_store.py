@@ -2,11 +2,14 @@
 
 Each file is copied to a temporary name in its folder and renamed into place
 (:mod:`omas_idc.atomic`), so no reader sees a half-written file; a gcsfuse mount has no atomic
-rename, and there the marker written last is what makes a series complete.
+rename, and there the marker written last is what makes a series complete. A write the file
+system refuses (disk full, read-only, permissions) is a :class:`~omas_idc.errors.PublishError`
+whose reason names the cause (``no-space``, ``read-only``, ``permission``, ``io``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Mapping
@@ -23,6 +26,26 @@ from omas_idc.series_ref import SeriesRef
 __all__ = ["FolderStore"]
 
 logger = logging.getLogger(__name__)
+
+_REASONS = {
+    errno.ENOSPC: "no-space",
+    errno.EDQUOT: "no-space",
+    errno.EROFS: "read-only",
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+}
+
+
+def _write_error(err: OSError, target: Path, ref: SeriesRef | None) -> PublishError:
+    """The classified error of a write the output folder refused."""
+    reason = _REASONS.get(err.errno or 0, "io")
+    return PublishError(
+        f"cannot write {target} into the output folder: {err.strerror or err}. Free space or "
+        "make the folder writable, then run the same command again: series without a "
+        "DONE.json marker are redone.",
+        series_instance_uid=None if ref is None else ref.series_instance_uid,
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -41,7 +64,10 @@ class FolderStore:
     def put_side_file(self, ref: SeriesRef | None, name: str, source: Path) -> str:
         """Copy one file into place atomically."""
         target = self._target(ref, name)
-        atomic_copy(source, target)
+        try:
+            atomic_copy(source, target)
+        except OSError as err:
+            raise _write_error(err, target, ref) from err
         return str(target)
 
     def get_side_file(self, ref: SeriesRef | None, name: str, target: Path) -> Path:
@@ -55,7 +81,10 @@ class FolderStore:
     def mark_done(self, ref: SeriesRef, marker: Mapping[str, Any]) -> str:
         """Write the series' ``DONE.json`` atomically."""
         target = self._target(ref, DONE_MARKER)
-        atomic_write_bytes(target, marker_bytes(marker))
+        try:
+            atomic_write_bytes(target, marker_bytes(marker))
+        except OSError as err:
+            raise _write_error(err, target, ref) from err
         return str(target)
 
     def done_series(self) -> dict[str, list[str]]:

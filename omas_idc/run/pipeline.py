@@ -32,14 +32,14 @@ from typing import Any, Protocol
 from omas_idc import __version__
 from omas_idc.catalog.model import Catalog
 from omas_idc.encode import Provenance, SegLayout
-from omas_idc.errors import OmasIdcError
+from omas_idc.errors import OmasIdcError, PublishError
 from omas_idc.identity import ModelIdentity
 from omas_idc.labelmap import TaskLabelMap
-from omas_idc.publish.layout import path_part
+from omas_idc.paths import inside, path_part
 from omas_idc.publish.store import OutputStore, publish_series
 from omas_idc.run.finish import encode_step, preview_step, qa_step
 from omas_idc.run.state import RunState, SeriesState
-from omas_idc.series_ref import SeriesRef
+from omas_idc.series_ref import SeriesRef, check_uid
 from omas_idc.volume import CTVolume
 
 __all__ = ["Engine", "ModelInfo", "RunOptions", "RunSummary", "run_series"]
@@ -49,8 +49,18 @@ logger = logging.getLogger(__name__)
 STAGES = ("fetch", "read", "segment", "encode", "qa", "publish")
 
 #: Failures that a retry cannot change: the series is refused, recorded, and not retried.
-#: Everything else (network, memory, a killed worker) is retried by the next run.
-PERMANENT_ERRORS = ("SeriesGeometryError", "UnsupportedSeriesError", "EncodingError", "QAError")
+#: Everything else (network, memory, a killed worker, a full output disk) is retried by the
+#: next run. A ``SelectionError`` is a selection row whose identifiers are not valid (a
+#: SeriesInstanceUID that is not a DICOM UID): the same selection fails the same way.
+PERMANENT_ERRORS = (
+    "SeriesGeometryError",
+    "UnsupportedSeriesError",
+    "EncodingError",
+    "QAError",
+    "SelectionError",
+)
+#: Reasons that make any error permanent: data that names a path outside its folder.
+PERMANENT_REASONS = ("unsafe-path", "unsafe-name")
 
 
 class Engine(Protocol):
@@ -130,6 +140,28 @@ class _Item:
 _DONE = object()
 
 
+def _checked(ref: SeriesRef) -> SeriesRef:
+    """``ref`` if its UIDs are DICOM UIDs; a ``SelectionError`` (``invalid-uid``) otherwise.
+
+    Checked before anything is fetched or written, whatever loads the series (a fetch or a
+    local folder), so that a selection row with a path-like UID is refused, not used.
+    """
+    check_uid(ref.series_instance_uid, "SeriesInstanceUID in the selection")
+    check_uid(
+        ref.study_instance_uid,
+        f"StudyInstanceUID in the selection (series {ref.series_instance_uid})",
+    )
+    return ref
+
+
+def _is_download(folder: Path | None, work_dir: Path) -> bool:
+    """Whether ``folder`` is a download below the work folder (never a user's local series)."""
+    if folder is None:
+        return False
+    base, target = (work_dir / "dicom").resolve(), folder.resolve()
+    return target != base and target.is_relative_to(base)
+
+
 def run_series(
     refs: list[SeriesRef],
     *,
@@ -191,7 +223,7 @@ def run_series(
         error_class = type(err).__name__
         reason = err.reason if isinstance(err, OmasIdcError) else "unexpected"
         message = str(err) or repr(err)
-        permanent = error_class in PERMANENT_ERRORS
+        permanent = error_class in PERMANENT_ERRORS or reason in PERMANENT_REASONS
         state.mark_failed(
             item.ref.series_instance_uid, stage, error_class, reason, message, permanent=permanent
         )
@@ -226,6 +258,7 @@ def run_series(
                 item = _Item(series_state, by_uid[series_state.series_uid])
                 stage = "fetch"
                 try:
+                    _checked(item.ref)  # before the attempt counts: a refusal, not a try
                     folder = timed(
                         item, "fetch", lambda i=item: load_series(i.ref, options.work_dir)
                     )
@@ -253,7 +286,13 @@ def run_series(
                 labelmaps = item.future.result()
                 item.timings["segment"] = time.perf_counter() - item.started
                 stage = "encode"
-                staging = options.work_dir / "staging" / path_part(item.ref.series_instance_uid)
+                staging = inside(
+                    options.work_dir / "staging",
+                    options.work_dir / "staging" / path_part(item.ref.series_instance_uid),
+                    what="the series' staging folder",
+                    error=PublishError,
+                    series_instance_uid=item.ref.series_instance_uid,
+                )
                 if staging.exists():
                     shutil.rmtree(staging)
                 encoded = timed(
@@ -301,7 +340,7 @@ def run_series(
                 item.timings["publish"] = time.perf_counter() - start
                 state.mark_done(item.ref.series_instance_uid, urls, item.timings)
                 shutil.rmtree(staging, ignore_errors=True)
-                if options.delete_downloads and item.folder is not None:
+                if options.delete_downloads and _is_download(item.folder, options.work_dir):
                     shutil.rmtree(item.folder, ignore_errors=True)
                 with lock:
                     summary.processed += 1

@@ -8,10 +8,7 @@ release table and the JSON run report.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import platform
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from omas_idc import __version__
-from omas_idc.atomic import atomic_write_text
 from omas_idc.encode import SegLayout
-from omas_idc.errors import ConfigurationError
+from omas_idc.errors import ConfigurationError, OmasIdcError
 from omas_idc.publish.locations import open_store
 from omas_idc.publish.store import OutputStore
 from omas_idc.run.config import RunConfig
+from omas_idc.run.folders import (
+    check_output_location,
+    check_work_dir,
+    load_selection_file,
+    required_free_bytes,
+)
+from omas_idc.run.lock import work_lock
 from omas_idc.run.pipeline import (
     Engine,
     ModelInfo,
@@ -33,17 +35,16 @@ from omas_idc.run.pipeline import (
     RunSummary,
     run_series,
 )
-from omas_idc.run.state import RunState
+from omas_idc.run.report import base_report, report_path, write_refusal, write_report
+from omas_idc.run.state import RunState, open_state
 from omas_idc.series_ref import SeriesRef
 from omas_idc.volume import CTVolume
 
 __all__ = [
     "RunRequest",
     "RunResult",
-    "check_work_dir",
-    "default_work_dir",
+    "check_run",
     "execute_run",
-    "filesystem_type",
     "release_table_name",
 ]
 
@@ -90,66 +91,15 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run did: the summary, the report's path and the shard's release table."""
+    """What a run did: the summary, the report's path, the shard's release table and any
+    run-level errors."""
 
     summary: RunSummary
     report_path: Path
     release_table: str | None
     counts: dict[str, int]
-
-
-def filesystem_type(path: str | Path, mounts: str | None = None) -> str:
-    """The type of the file system holding ``path`` (``ext4``, ``fuse.gcsfuse`` ...).
-
-    Read from ``mounts`` (the text of ``/proc/self/mounts``; read from there by default) by
-    the longest mount point that contains ``path``; ``""`` where that cannot be told.
-    """
-    if mounts is None:
-        try:
-            mounts = Path("/proc/self/mounts").read_text()
-        except OSError:
-            return ""
-    target = Path(path).absolute()
-    best, kind = -1, ""
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        # /proc/self/mounts escapes blanks in mount points as octal (\040).
-        point = Path(fields[1].replace("\\040", " "))
-        if (target == point or point in target.parents) and len(point.parts) > best:
-            best, kind = len(point.parts), fields[2]
-    return kind
-
-
-def check_work_dir(work_dir: Path, mounts: str | None = None) -> Path:
-    """``work_dir``, refused where it lies on a FUSE mount (a gcsfuse-mounted bucket).
-
-    Raises
-    ------
-    ConfigurationError
-        If ``work_dir`` is on a FUSE file system: SQLite's locking and atomic renames, which
-        the run state and the staging of outputs rely on, do not hold there.
-    """
-    kind = filesystem_type(work_dir, mounts)
-    if kind == "fuse" or kind.startswith("fuse."):
-        raise ConfigurationError(
-            f"the work folder {work_dir} is on a FUSE mount ({kind}): the run state (SQLite) "
-            "and the staging of outputs need a local disk; pass --work on local disk "
-            "(the outputs may stay on the mount)",
-            reason="work-on-fuse",
-        )
-    return work_dir
-
-
-def default_work_dir(out: str, mounts: str | None = None) -> Path:
-    """The work folder when none is given: ``OUT/.omas-idc-work`` for a local output folder,
-    else (a bucket URL, or a folder on a FUSE mount) ``omas-idc-work/<hash of OUT>`` in the
-    current folder, one per output so that two releases never share a state."""
-    if "://" not in out and not filesystem_type(out, mounts).startswith("fuse"):
-        return Path(out) / ".omas-idc-work"
-    digest = hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:16]
-    return Path("omas-idc-work") / digest
+    #: Run-level failures after the series (the release table could not be published).
+    errors: tuple[str, ...] = ()
 
 
 def release_table_name(shard: tuple[int, int]) -> PurePosixPath:
@@ -159,11 +109,12 @@ def release_table_name(shard: tuple[int, int]) -> PurePosixPath:
 
 def _select(request: RunRequest) -> list[SeriesRef]:
     from omas_idc.select import SelectionFilters, Shard, select_series
-    from omas_idc.series_ref import read_selection
 
     index, count = request.shard
     if request.selection_file is not None:
-        refs = sorted(read_selection(request.selection_file), key=lambda r: r.series_instance_uid)
+        refs = sorted(
+            load_selection_file(request.selection_file), key=lambda r: r.series_instance_uid
+        )
         refs = refs[index::count]
     else:
         s = request.config.selection
@@ -241,20 +192,25 @@ def _collect_rows(store: OutputStore, refs: Sequence[SeriesRef], state: RunState
     return pa.concat_tables(tables)
 
 
-#: The packages whose versions decide what a run writes (recorded in the run report).
-REPORTED_PACKAGES = ("torch", "numpy", "pydicom", "highdicom", "nnunetv2")
+def check_run(request: RunRequest) -> None:
+    """The checks of a run that need neither the selection nor the model: the work folder, the
+    selection file (readable, a selection) and the output location (a folder that exists or
+    can be made, writable). Call with the work folder's lock held
+    (:func:`omas_idc.run.lock.work_lock`); a refusal is also written as the run report.
 
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in REPORTED_PACKAGES:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return found
+    Raises
+    ------
+    ConfigurationError
+        Saying which folder or file is wrong and how to fix it.
+    """
+    check_work_dir(request.work_dir)
+    try:
+        if request.selection_file is not None:
+            load_selection_file(request.selection_file)
+        check_output_location(request.out)
+    except ConfigurationError as err:
+        write_refusal(request.work_dir, request.config.name, request.shard, err)
+        raise
 
 
 def execute_run(
@@ -268,67 +224,121 @@ def execute_run(
 ) -> RunResult:
     """Run the pipeline for ``request`` with ``engine``; write the shard table and the report.
 
-    ``on_progress`` and ``on_start`` are passed to :func:`~omas_idc.run.pipeline.run_series`.
-    """
-    import pyarrow.parquet as pq
+    Before anything is fetched the work folder is locked (one run per work folder,
+    :func:`omas_idc.run.lock.work_lock`) and the output location is checked
+    (:func:`omas_idc.run.folders.check_output_location`). The run report is written to the
+    work folder even where the output location fails while publishing; it is copied to the
+    output's ``reports/`` where that still works. ``on_progress`` and ``on_start`` are passed
+    to :func:`~omas_idc.run.pipeline.run_series`.
 
+    Raises
+    ------
+    ConfigurationError
+        If the work folder is in use by another run or is not a local folder, the selection
+        file cannot be read, or the output location is not usable.
+    """
+    check_work_dir(request.work_dir)
+    with work_lock(request.work_dir):
+        try:
+            store = open_store(request.out, endpoint_url=request.endpoint_url)
+            selected = list(refs) if refs is not None else _select(request)
+            check_output_location(request.out, required_free_bytes(selected))
+        except ConfigurationError as err:
+            write_refusal(request.work_dir, request.config.name, request.shard, err)
+            raise
+        state, _ = open_state(request.work_dir / "state.sqlite")
+        with state:
+            return _run_locked(
+                request, engine, model, store, selected, state, on_progress, on_start
+            )
+
+
+def _run_locked(
+    request: RunRequest,
+    engine: Engine,
+    model: ModelInfo,
+    store: OutputStore,
+    selected: list[SeriesRef],
+    state: RunState,
+    on_progress: Callable[[str, SeriesRef, str], None] | None,
+    on_start: Callable[[int], None] | None,
+) -> RunResult:
     from omas_idc.run.engine_setup import model_catalog
 
-    request.work_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(request.out, endpoint_url=request.endpoint_url)
-    selected = list(refs) if refs is not None else _select(request)
-    with RunState(request.work_dir / "state.sqlite") as state:
-        started = (request.timestamp or datetime.now(timezone.utc)).replace(microsecond=0)
-        stamp = datetime.fromisoformat(state.set_meta_once("timestamp", started.isoformat()))
-        state.add_series((r.series_instance_uid, r.to_record()) for r in selected)
-        rebuilt = state.mark_done_from_markers(store.done_series())
-        if rebuilt:
-            logger.info("%d series already have DONE markers in %s", rebuilt, request.out)
-        options = RunOptions(
-            work_dir=request.work_dir,
-            seg_layout=SegLayout.parse(request.config.output.seg_layout, "SEG layout"),
-            previews=request.config.qa.previews,
-            max_attempts=request.config.run.max_attempts,
-            queue_size=request.config.run.queue_size,
-            delete_downloads=request.config.output.delete_downloads,
-            min_volume_ml=request.config.qa.min_volume_ml,
-        )
-        summary = run_series(
-            list(selected),
-            state=state,
-            store=store,
-            engine=engine,
-            model=model,
-            catalog=model_catalog(request.config.model),
-            options=options,
-            load_series=_loader(request),
-            read_volume=_read,
-            timestamp=stamp,
-            on_progress=on_progress,
-            on_start=on_start,
-        )
-        table = _collect_rows(store, selected, state)
-        local_table = request.work_dir / release_table_name(request.shard).name
-        pq.write_table(table, local_table)
-        table_url = store.put_side_file(None, str(release_table_name(request.shard)), local_table)
-        counts = state.counts()
+    started = (request.timestamp or datetime.now(timezone.utc)).replace(microsecond=0)
+    stamp = datetime.fromisoformat(state.set_meta_once("timestamp", started.isoformat()))
+    state.add_series((r.series_instance_uid, r.to_record()) for r in selected)
+    rebuilt = state.mark_done_from_markers(store.done_series())
+    if rebuilt:
+        logger.info("%d series already have DONE markers in %s", rebuilt, request.out)
+    options = RunOptions(
+        work_dir=request.work_dir,
+        seg_layout=SegLayout.parse(request.config.output.seg_layout, "SEG layout"),
+        previews=request.config.qa.previews,
+        max_attempts=request.config.run.max_attempts,
+        queue_size=request.config.run.queue_size,
+        delete_downloads=request.config.output.delete_downloads,
+        min_volume_ml=request.config.qa.min_volume_ml,
+    )
+    summary = run_series(
+        list(selected),
+        state=state,
+        store=store,
+        engine=engine,
+        model=model,
+        catalog=model_catalog(request.config.model),
+        options=options,
+        load_series=_loader(request),
+        read_volume=_read,
+        timestamp=stamp,
+        on_progress=on_progress,
+        on_start=on_start,
+    )
+    errors: list[str] = []
+    table_url = _publish_release_table(request, store, selected, state, errors)
+    counts = state.counts()
     report = {
-        "omas_idc_version": __version__,
-        "versions": _versions(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "release": request.config.name,
+        **base_report(request.config.name, request.shard),
         "model": {"name": model.name, "version": model.version, "variant": model.variant},
         "device": model.device,
-        "shard": list(request.shard),
         "selected": len(selected),
         "state": counts,
         "release_table": table_url,
+        "errors": errors,
         **summary.as_dict(),
     }
-    report_path = request.work_dir / f"run-report-{request.shard[0]}-of-{request.shard[1]}.json"
-    atomic_write_text(report_path, json.dumps(report, indent=1, sort_keys=True) + "\n")
-    store.put_side_file(None, f"reports/{report_path.name}", report_path)
+    path = write_report(report_path(request.work_dir, request.shard), report)
+    try:
+        store.put_side_file(None, f"reports/{path.name}", path)
+    except OmasIdcError as err:
+        logger.warning("the run report stays in %s only: %s", path, err)
     return RunResult(
-        summary=summary, report_path=report_path, release_table=table_url, counts=counts
+        summary=summary,
+        report_path=path,
+        release_table=table_url,
+        counts=counts,
+        errors=tuple(errors),
     )
+
+
+def _publish_release_table(
+    request: RunRequest,
+    store: OutputStore,
+    selected: Sequence[SeriesRef],
+    state: RunState,
+    errors: list[str],
+) -> str | None:
+    """Write the shard's release table to the work folder and put it into the store; where the
+    store fails, the error is appended to ``errors`` (for the report) and ``None`` returned."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = _collect_rows(store, selected, state)
+        local_table = request.work_dir / release_table_name(request.shard).name
+        pq.write_table(table, local_table)
+        return store.put_side_file(None, str(release_table_name(request.shard)), local_table)
+    except (OmasIdcError, OSError) as err:
+        message = f"the release table was not published: {err}"
+        logger.warning("%s", message)
+        errors.append(message)
+        return None

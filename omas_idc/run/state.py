@@ -7,12 +7,14 @@ per-stage timings and the output paths. A series is marked ``done`` only after e
 exists (and, for object storage, after its ``DONE.json`` marker is uploaded). The database
 must live on a local disk: SQLite's locking is unsafe on network or FUSE file systems such as
 a gcsfuse-mounted bucket; where a machine starts fresh, :meth:`RunState.mark_done_from_markers`
-rebuilds the finished part from the outputs' markers.
+rebuilds the finished part from the outputs' markers. A database that cannot be opened (not
+SQLite, truncated, damaged) is moved aside by :func:`open_state` and rebuilt the same way.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -21,7 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunState", "SeriesState"]
+__all__ = ["RunState", "SeriesState", "open_state"]
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,9 +78,30 @@ class RunState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
+
+    def check(self) -> None:
+        """Raise :class:`sqlite3.DatabaseError` unless the database reads back whole.
+
+        SQLite's ``quick_check`` (every page and row readable, no index check) plus a read of
+        each table, so that a truncated or overwritten file shows here, not in the middle of
+        a run.
+        """
+        with self._lock:
+            problems = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:5]))
+            self._db.execute("SELECT COUNT(*) FROM meta").fetchone()
+            self._db.execute(
+                "SELECT series_uid, position, ref, status, stage, attempts, error_class, "
+                "reason, message, timings, outputs, updated FROM series LIMIT 1"
+            ).fetchall()
 
     def close(self) -> None:
         """Close the database."""
@@ -240,3 +265,47 @@ class RunState:
             ).fetchall()
         found = {status: int(n) for status, n in rows}
         return {status: found.get(status, 0) for status in STATUSES}
+
+
+def open_state(path: str | Path) -> tuple[RunState, Path | None]:
+    """Open the run state at ``path``; move a damaged one aside and start an empty one.
+
+    A file that is not an SQLite database, is truncated or fails SQLite's ``quick_check`` is
+    renamed to ``<name>.corrupt-<UTC time>`` in the same folder (with its ``-wal`` and ``-shm``
+    files), a warning is logged, and a new, empty state is created; the caller then rebuilds
+    the finished series from the outputs' ``DONE.json`` markers
+    (:meth:`RunState.mark_done_from_markers`), so nothing that has a marker is redone.
+
+    Returns
+    -------
+    tuple
+        The state, and where the damaged file was moved (``None`` if it was sound).
+    """
+    path = Path(path)
+    try:
+        state = RunState(path)
+    except sqlite3.DatabaseError as err:
+        problem: sqlite3.DatabaseError = err
+    else:
+        try:
+            state.check()
+            return state, None
+        except sqlite3.DatabaseError as err:
+            state.close()
+            problem = err
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(aside.with_name(aside.name + suffix))
+    logger.warning(
+        "the run state %s cannot be read (%s): moved it aside to %s and started a new state; "
+        "series with a DONE marker in the output are not redone, the others (and their "
+        "attempt counts) start over",
+        path,
+        problem,
+        aside.name,
+    )
+    return RunState(path), aside

@@ -4,15 +4,18 @@ phantom series uploaded in IDC's layout, and a small threshold model in nnU-Net'
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from omas_idc.phantom import PhantomOptions, make_phantom
-from omas_idc.series_ref import SeriesRef
+from omas_idc.series_ref import SeriesRef, write_selection
 from omas_idc.testing.s3server import make_public_bucket, moto_server
 
 SOURCE_BUCKET = "idc-open-data"
@@ -110,3 +113,96 @@ def threshold_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def idc_upload() -> tuple[Any, Any, dict[str, Any]]:
     """(upload_files, upload_series, phantom grid) for tests that build a bucket."""
     return upload_files, upload_series, PHANTOM_GRID
+
+
+def run_cli(
+    args: list[str], endpoint: str | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``omas-idc ARGS [--endpoint-url ENDPOINT]`` in a new process (its messages unwrapped:
+    a wide terminal)."""
+    command = [sys.executable, "-m", "omas_idc.cli", *args]
+    if endpoint is not None:
+        command += ["--endpoint-url", endpoint]
+    env = {**os.environ, "COLUMNS": "1000", **kwargs.pop("env", {})}
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env, **kwargs)
+
+
+def run_args(selection: Path, model: Path, out: str | Path, work: Path) -> list[str]:
+    """The arguments of ``omas-idc run`` on a saved selection with a model folder, on CPU."""
+    return [
+        "run",
+        "--selection",
+        str(selection),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--device",
+        "cpu",
+        "--timestamp",
+        "2026-05-01T00:00:00",
+    ]
+
+
+@pytest.fixture(scope="session")
+def omas() -> SimpleNamespace:
+    """Helpers of the tests that run ``omas-idc`` in a new process: ``run`` (:func:`run_cli`),
+    ``args`` (:func:`run_args`) and ``tree`` (:func:`tree`)."""
+    return SimpleNamespace(run=run_cli, args=run_args, tree=tree)
+
+
+@pytest.fixture(scope="module")
+def one_series(s3_client: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[SeriesRef, Path]:
+    """One good phantom series in the loopback IDC bucket, and a saved selection of it."""
+    root = tmp_path_factory.mktemp("one-series")
+    ref = upload_series(s3_client, root / "phantom", 41)
+    path = root / "selection.parquet"
+    write_selection([ref], path)
+    return ref, path
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``mount(folder, size="1m", read_only=False)``: a small tmpfs at ``folder``, unmounted
+    after the test; the test is skipped, with the reason, where this machine cannot mount."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str = "1m", read_only: bool = False) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(
+                "a small or read-only output folder needs a tmpfs mount, which this machine "
+                f"refuses (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}"
+            )
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def tree(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple[int, int]]:
+    """Every file (with its size and mtime) and folder below ``root``, except below ``skip``.
+
+    A folder counts by its name only: a probe file created and removed in it changes its
+    mtime, not its content."""
+    found = {}
+    for path in root.rglob("*"):
+        if any(path == s or s in path.parents for s in skip):
+            continue
+        stat = path.lstat()
+        is_folder = path.is_dir() and not path.is_symlink()
+        found[str(path.relative_to(root))] = (
+            (0, 0) if is_folder else (stat.st_size, stat.st_mtime_ns)
+        )
+    return found

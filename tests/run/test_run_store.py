@@ -10,7 +10,7 @@ import pytest
 from omas_idc.errors import ConfigurationError, PublishError
 from omas_idc.publish.object_store import ObjectStore
 from omas_idc.publish.store import DONE_MARKER, OutputKind, SeriesOutput, publish_series
-from omas_idc.run.runner import check_work_dir, default_work_dir, filesystem_type
+from omas_idc.run.folders import check_work_dir, default_work_dir, filesystem_type
 from omas_idc.series_ref import SeriesRef
 
 OUTPUT_BUCKET = "omas-release"
