@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from omas_idc.cli.options import checked_layout, checked_timestamp
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,20 +37,15 @@ def encode(
     import numpy as np
 
     from omas_idc.catalog import load_catalog
-    from omas_idc.choices import suggestion
-    from omas_idc.encode import LAYOUTS, Provenance, encode_binary, encode_labelmaps, write_dataset
+    from omas_idc.encode import Provenance, encode_binary, encode_labelmaps, write_dataset
     from omas_idc.errors import EncodingError
     from omas_idc.gridmatch import GridMismatch, map_onto_grid
     from omas_idc.labelmap import TaskLabelMap
     from omas_idc.nifti import read_nifti
     from omas_idc.read import read_series_headers
 
-    if layout not in LAYOUTS:
-        raise typer.BadParameter(f"must be one of {list(LAYOUTS)}.{suggestion(layout, LAYOUTS)}")
-    try:
-        when = datetime.fromisoformat(timestamp) if timestamp else datetime.now()
-    except ValueError as err:
-        raise typer.BadParameter(f"--timestamp {timestamp!r} is not ISO 8601") from err
+    checked_layout(layout)
+    when = checked_timestamp(timestamp)
     # Errors (an unreadable series or label map, an unknown model or task) are reported by
     # omas_idc.cli.errors: one classified line, exit 2.
     # Encoding needs the grid and the source headers, not the HU values: pixels stay unread.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from omas_idc.cli.options import checked_layout, checked_timestamp
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,9 +57,7 @@ def release_labels(
     refused (its reason is in outcomes.json); the other cases are released.
     """
     from omas_idc.catalog import load_catalog
-    from omas_idc.choices import suggestion
     from omas_idc.cli.errors import fail
-    from omas_idc.encode import LAYOUTS
     from omas_idc.errors import OmasIdcError
     from omas_idc.release import (
         UNIVERSES,
@@ -71,12 +70,8 @@ def release_labels(
 
     if universe not in UNIVERSES:
         raise typer.BadParameter(f"--universe must be one of {UNIVERSES}, got {universe!r}")
-    if layout not in LAYOUTS:
-        raise typer.BadParameter(f"must be one of {list(LAYOUTS)}.{suggestion(layout, LAYOUTS)}")
-    try:
-        when = datetime.fromisoformat(timestamp) if timestamp else datetime.now()
-    except ValueError as err:
-        raise typer.BadParameter(f"--timestamp {timestamp!r} is not ISO 8601") from err
+    checked_layout(layout)
+    when = checked_timestamp(timestamp)
     try:
         catalog = load_catalog()
         cases = read_manifest(manifest, labels)
