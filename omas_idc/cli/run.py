@@ -73,7 +73,8 @@ def run(
     ),
 ) -> None:
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
-    from omas_idc.errors import ConfigurationError, OmasIdcError
+    from omas_idc.cli.errors import fail
+    from omas_idc.errors import ConfigurationError
     from omas_idc.run.engine_setup import build_engine
     from omas_idc.run.folders import check_output_location, check_work_dir, default_work_dir
     from omas_idc.run.lock import work_lock
@@ -111,40 +112,18 @@ def run(
             endpoint_url=endpoint_url,
             timestamp=datetime.fromisoformat(timestamp) if timestamp else None,
         )
-    except (ConfigurationError, ValueError) as err:
-        raise _fail(err) from err
-    try:
-        # Held from before the model loads to the end of the run: a second run on this work
-        # folder stops at once, and a refused run leaves its report.
-        with work_lock(work_dir):
-            check_run(request)
-            try:
-                engine, info = build_engine(settings.model)
-            except ValueError as err:
-                raise _fail(err) from err
-            result = _execute(request, engine, info)
-    except OmasIdcError as err:
-        raise _fail(err) from err
+    except ValueError as err:  # an option's value (a shard, a timestamp)
+        raise fail(ConfigurationError(str(err), reason="option")) from err
+    # Held from before the model loads to the end of the run: a second run on this work
+    # folder stops at once, and a refused run leaves its report.
+    with work_lock(work_dir):
+        check_run(request)
+        try:
+            engine, info = build_engine(settings.model)
+        except ValueError as err:
+            raise fail(ConfigurationError(str(err), reason="model")) from err
+        result = _execute(request, engine, info)
     raise typer.Exit(_exit_code(result))
-
-
-def _fail(err: Exception) -> typer.Exit:
-    """Print ``err`` as one classified line; the exit to raise: 1 for an error a retry may fix
-    (a store or a download that failed before any series), 2 for the configuration's."""
-    from omas_idc.errors import ConfigurationError, FetchError, InferenceError, PublishError
-
-    if isinstance(err, (ConfigurationError, ValueError)):
-        _print_error("configuration error", err)
-        return typer.Exit(CONFIG_ERROR_EXIT)
-    reason = getattr(err, "reason", "error")
-    _print_error(f"{type(err).__name__} ({reason})", err)
-    retryable = isinstance(err, (FetchError, InferenceError, PublishError))
-    return typer.Exit(1 if retryable else CONFIG_ERROR_EXIT)
-
-
-def _print_error(label: str, err: BaseException) -> None:
-    """``label: message`` on stderr, the message verbatim (never read as rich markup)."""
-    err_console.print(Text.assemble((label, "red"), ": ", str(err)))
 
 
 def _exit_code(result) -> int:  # type: ignore[no-untyped-def]
@@ -207,7 +186,7 @@ def _execute(request, engine, info, refs=None):  # type: ignore[no-untyped-def]
             )
         )
     for error in result.errors:
-        _print_error("run error", RuntimeError(error))
+        err_console.print(Text.assemble(("run error", "red"), ": ", error))
     return result
 
 
@@ -215,6 +194,8 @@ def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> N
     """Summarise a run's state: series per status, failures with their error class."""
     import sqlite3
 
+    from omas_idc.cli.errors import fail
+    from omas_idc.errors import ConfigurationError
     from omas_idc.run.state import RunState
 
     database = work / "state.sqlite"
@@ -231,14 +212,14 @@ def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> N
             rows = state.all_series()
             stamp = state.get_meta("timestamp")
     except sqlite3.DatabaseError as err:
-        _print_error(
-            "unreadable run state",
-            RuntimeError(
-                f"{database} cannot be read ({err}). The next `omas-idc run` on this work "
-                "folder moves it aside and rebuilds the state from the outputs' DONE markers."
-            ),
-        )
-        raise typer.Exit(CONFIG_ERROR_EXIT) from err
+        raise fail(
+            ConfigurationError(
+                f"the run state {database} cannot be read ({err}). The next `omas-idc run` on "
+                "this work folder moves it aside and rebuilds the state from the outputs' "
+                "DONE markers.",
+                reason="state-unreadable",
+            )
+        ) from err
     console.print(
         f"{len(rows)} series: "
         + ", ".join(f"{n} {k}" for k, n in counts.items())
@@ -272,7 +253,6 @@ def demo(
     device: str = typer.Option("cpu", help="auto, cuda, cpu or mps."),
 ) -> None:
     """The whole pipeline offline: a phantom CT, the packaged demo model, SEG + SR + QA + PNG."""
-    from omas_idc.errors import OmasIdcError
     from omas_idc.notebook import offline_series
     from omas_idc.publish.layout import series_prefix
     from omas_idc.run.config import RunConfig
@@ -293,10 +273,7 @@ def demo(
         local_series={ref.series_instance_uid: folder},
         timestamp=datetime(2026, 1, 1),
     )
-    try:
-        result = _execute(request, engine, info, refs=[ref])
-    except OmasIdcError as err:
-        raise _fail(err) from err
+    result = _execute(request, engine, info, refs=[ref])
     folder = out / series_prefix(ref)
     console.print(
         Text(f"outputs in {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))

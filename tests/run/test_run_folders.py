@@ -46,7 +46,9 @@ def test_a_missing_or_foreign_selection_file_is_a_configuration_error(
     ):
         work = tmp_path / f"work-{selection.name}"
         result = omas.run(omas.args(selection, threshold_model, tmp_path / "out", work))
-        _refused(result, "configuration error", f"the selection file {selection}", phrase)
+        _refused(
+            result, "ConfigurationError (selection-file)", f"the selection file {selection}", phrase
+        )
         assert "omas-idc select" in result.stderr  # how to fix it
         assert not (work / "dicom").exists()
 
@@ -61,7 +63,7 @@ def test_a_work_or_output_folder_that_is_a_file_is_a_configuration_error(
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
     as_work = omas.run(omas.args(selection, threshold_model, tmp_path / "out", a_file))
-    _refused(as_work, f"the work folder {a_file}", "is a file")
+    _refused(as_work, "ConfigurationError (work-folder)", f"the work folder {a_file}", "is a file")
     below = omas.run(omas.args(selection, threshold_model, tmp_path / "out", a_file / "work"))
     _refused(below, f"{a_file} is a file")
     as_out = omas.run(omas.args(selection, threshold_model, a_file, tmp_path / "work"))

@@ -53,6 +53,7 @@ def test_a_second_run_stops_at_once_naming_the_first_and_a_killed_run_blocks_not
         second = omas.run(args, s3_server)
         assert second.returncode == 2, second.stdout + second.stderr
         assert f"PID {first.pid}" in second.stderr
+        assert "ConfigurationError (work-locked)" in second.stderr
         assert "in use by another omas-idc run" in second.stderr
         assert "Traceback" not in second.stderr
         assert time.monotonic() - started < 60  # at once: no model loaded, nothing fetched
