@@ -80,7 +80,9 @@ def select(
         )
     except SelectionError as err:
         err_console.print(f"[red]select failed:[/red] {escape(str(err))}")
-        raise typer.Exit(1) from err
+        # A query that failed (network, credentials) may succeed when run again; a bad filter
+        # value or option will not: a configuration error.
+        raise typer.Exit(1 if err.reason == "query-failed" else 2) from err
     extra = {"per_study": per_study, "shard": shard_text or "0/1", "limit": str(limit or "")}
     write_selection(selection.refs, out, provenance=selection.provenance(filters, **extra))
     for note in selection.notes:

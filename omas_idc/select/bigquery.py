@@ -277,6 +277,7 @@ def query_bigquery(
         raise SelectionError(
             f"the BigQuery query over {dicom_all_table(idc_version)} failed: {err}. Log in with "
             "`gcloud auth application-default login` and pass a billing project "
-            "(--bigquery-project), or use the offline index (--source index)."
+            "(--bigquery-project), or use the offline index (--source index).",
+            reason="query-failed",
         ) from err
     return rows_to_refs(rows, idc_version, checks.enabled)

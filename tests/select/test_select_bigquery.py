@@ -10,6 +10,7 @@ import pydicom
 import pytest
 import sqlglot
 
+from omas_idc.errors import SelectionError
 from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.select import SelectionFilters
 from omas_idc.select.bigquery import (
@@ -240,3 +241,19 @@ def test_a_hostile_value_matches_exactly_its_own_rows(
     query = build_bigquery_sql(SelectionFilters(collections=(HOSTILE,)), table="dicom_all")
     assert HOSTILE.lower() not in query.text
     assert job_config(query).query_parameters[0].values == [HOSTILE.lower()]
+
+
+def test_a_failed_query_is_a_selection_error_a_retry_may_fix() -> None:
+    """No credentials or no network: the run may succeed later (exit 1), unlike a bad filter."""
+
+    class Unreachable:
+        def query(self, *args: object, **kwargs: object) -> None:
+            raise ConnectionError("bigquery.googleapis.com is unreachable")
+
+    with pytest.raises(SelectionError) as failed:
+        query_bigquery(
+            SelectionFilters(collections=("nlst",)), idc_version=21, client=Unreachable()
+        )
+    assert failed.value.reason == "query-failed"
+    assert "unreachable" in str(failed.value)
+    assert "--source index" in str(failed.value)

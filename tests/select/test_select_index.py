@@ -230,7 +230,7 @@ def test_cli_select_explains_a_bad_option(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["select", "--collection", "nlst", "--per-study", "once", "--no-online-indices"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error: running it again will not help
     assert "Did you mean 'one'" in " ".join(result.output.split())
 
 
