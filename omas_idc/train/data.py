@@ -24,7 +24,7 @@ import torch
 from omas_idc.engine.modelfolder import IntensityProperties, ResamplingSpec
 from omas_idc.engine.preprocessing import CanonicalOrientation, ct_normalize, nonzero_bbox
 from omas_idc.engine.resampling import compute_new_shape, resample
-from omas_idc.errors import ConfigurationError, TrainingError
+from omas_idc.errors import ConfigurationError, QAError, TrainingError
 from omas_idc.geometry import VolumeGeometry
 from omas_idc.train.config import DatasetConfig
 
@@ -324,10 +324,9 @@ def dicom_cases(dataset: DatasetConfig, model_labels: Sequence[str]) -> list[Sou
     codes (:func:`omas_idc.encode.segread.segment_references`), never by their label text.
     """
     import highdicom as hd
-    import pydicom
 
     from omas_idc.catalog import load_catalog
-    from omas_idc.encode.segread import segment_references
+    from omas_idc.encode.segread import read_seg, segment_references
     from omas_idc.read import read_series
 
     assert dataset.images is not None
@@ -335,11 +334,17 @@ def dicom_cases(dataset: DatasetConfig, model_labels: Sequence[str]) -> list[Sou
     catalog = load_catalog()
     segs: dict[str, list[hd.seg.Segmentation]] = {}
     for path in sorted(p for p in dataset.labels.rglob("*") if p.is_file()):
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        if header.get("Modality") != "SEG":
-            continue
-        for ref in header.get("ReferencedSeriesSequence", []):
-            segs.setdefault(str(ref.SeriesInstanceUID), []).append(hd.seg.segread(path))
+        try:
+            seg = read_seg(path)
+        except QAError as err:
+            if err.reason == "not-a-seg":
+                continue  # images or reports beside the SEGs
+            raise TrainingError(
+                f"dataset {dataset.name}: {err.message}", reason=err.reason
+            ) from err
+        for ref in seg.get("ReferencedSeriesSequence", []):
+            # read_seg gives highdicom's Segmentation (segread), typed as its Dataset base.
+            segs.setdefault(str(ref.SeriesInstanceUID), []).append(seg)  # type: ignore[arg-type]
     wanted = dataset.annotated or tuple(model_labels)
     index = {name: i + 1 for i, name in enumerate(model_labels)}
     cases = []
