@@ -1,4 +1,4 @@
-"""``omas-idc batch render|submit``: a Google Cloud Batch job running ``omas-idc run`` in shards."""
+"""``omas-idc batch``: Cloud Batch jobs of ``omas-idc run`` (render, submit) and their cost."""
 
 from __future__ import annotations
 
@@ -176,6 +176,167 @@ def submit(
         f"https://console.cloud.google.com/batch/jobsDetail/regions/{region}/jobs/{name}"
         f"/details?project={project}"
     )
+
+
+def _format_estimate(result: Any) -> str:
+    """The estimate as a readable table, every assumption listed."""
+    from omas_idc.run.batch.estimate import limiting_description
+
+    def money(value: float | None) -> str:
+        return "not priced (--no-cost)" if value is None else f"${value:,.0f}"
+
+    gpu = f"{result.gpu_count} x {result.gpu_type}"
+    rows = [
+        ("machine", f"{result.machine_type} ({result.vcpus} vCPUs, {gpu})"),
+        (
+            "selection",
+            f"{result.series:,} series, {result.total_bytes / 1e12:.2f} TB, "
+            f"median {result.median_slices:g} slices",
+        ),
+        *(
+            (f"  CPU-s/series {stage}", f"{seconds:.1f}")
+            for stage, seconds in result.cpu_seconds_per_stage.items()
+        ),
+        *(
+            (f"  s/series {name}", f"{seconds:.1f}")
+            for name, seconds in result.seconds_per_series.items()
+        ),
+        ("limiting stage", limiting_description(result.limiting_stage)),
+        ("series/hour per VM", f"{result.series_per_hour:,.1f}"),
+        ("VM-hours", f"{result.vm_hours:,.1f}"),
+        (f"wall-clock with {result.tasks} tasks", f"{result.wall_clock_hours:,.1f} h"),
+        ("cost on-demand", money(result.on_demand_usd)),
+        ("cost spot", money(result.spot_usd)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [
+        "omas-idc batch estimate: projected cost (a model of a run, not a measurement of one)",
+        "",
+    ]
+    lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
+    lines += ["", "assumptions (measured / assumed / given):"]
+    for item in result.assumptions:
+        lines.append(f"- [{item.status}] {item.name}: {item.value} ({item.source})")
+    lines += ["", f"reference point: {result.reference}"]
+    return "\n".join(lines) + "\n"
+
+
+@batch_app.command("estimate")
+def estimate(
+    selection: Path = typer.Option(..., "--selection", help="Selection parquet (omas-idc select)."),
+    machine: str = typer.Option("g2-standard-8", "--machine", help="Compute Engine type."),
+    gpu_seconds: float = typer.Option(
+        ...,
+        "--gpu-seconds",
+        help="Accelerator seconds per series of --gpu-slices slices (all tasks).",
+    ),
+    gpu_seconds_measured: str = typer.Option(
+        "",
+        "--gpu-seconds-measured",
+        help="Where/when --gpu-seconds was measured; empty: printed as an assumption.",
+    ),
+    gpu_slices: int = typer.Option(126, "--gpu-slices", help="Slices --gpu-seconds refers to."),
+    gpu_type: str | None = typer.Option(None, "--gpu-type", help="N1 only: attached GPU."),
+    gpu_count: int | None = typer.Option(None, "--gpu-count", help="N1 only: GPUs per VM."),
+    tasks: int = typer.Option(100, "--tasks", help="Tasks (VMs) at once."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", help="From `batch calibrate` (default: the shipped one)."
+    ),
+    machines: Path | None = typer.Option(
+        None, "--machines", help="Machine table CSV (default: the shipped machines.csv)."
+    ),
+    download_mb_per_s: float = typer.Option(
+        100.0, "--download-mb-per-s", help="Assumed download per VM, MB/s."
+    ),
+    task_overhead_minutes: float = typer.Option(
+        5.0, "--task-overhead-minutes", help="Assumed start-up per task, minutes."
+    ),
+    cost: bool = typer.Option(True, "--cost/--no-cost", help="--no-cost: project time only."),
+    output_format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Project series/hour, VM-hours, wall-clock and cost of a run (every assumption printed)."""
+    import json
+
+    from omas_idc.choices import choose
+    from omas_idc.errors import ConfigurationError, OmasIdcError
+    from omas_idc.run.batch.calibrate import load_calibration, stored_calibration
+    from omas_idc.run.batch.estimate import EstimateOptions, estimate_run
+    from omas_idc.run.batch.machines import machine_table, parse_machine_table
+    from omas_idc.series_ref import read_selection
+
+    try:
+        output_format = choose(output_format, ("table", "json"), "--format")
+        try:
+            refs = read_selection(selection)
+            table_text = None if machines is None else machines.read_text(encoding="utf-8")
+        except (OSError, ValueError) as err:
+            raise ConfigurationError(str(err), reason="estimate") from err
+        table = (
+            machine_table()
+            if table_text is None
+            else parse_machine_table(table_text, str(machines))
+        )
+        measured = stored_calibration() if calibration is None else load_calibration(calibration)
+        options = EstimateOptions(
+            gpu_seconds=gpu_seconds,
+            gpu_seconds_source=gpu_seconds_measured,
+            gpu_slices=gpu_slices,
+            tasks=tasks,
+            download_mb_per_s=download_mb_per_s,
+            task_overhead_minutes=task_overhead_minutes,
+            priced=cost,
+        )
+        result = estimate_run(
+            refs,
+            measured,
+            table,
+            machine,
+            options,
+            gpu_type=gpu_type,
+            gpu_count=gpu_count,
+            selection_source=str(selection),
+        )
+    except OmasIdcError as err:
+        raise _fail(err) from err
+    if output_format == "json":
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(_format_estimate(result), nl=False)
+
+
+@batch_app.command("calibrate")
+def calibrate(
+    out: Path = typer.Option(..., "--out", "-o", help="Write the calibration JSON here."),
+    slices: str = typer.Option("32,126", "--slices", help="Phantom slice counts, e.g. 32,126."),
+    note: str = typer.Option("", "--note", help="Stored with it (e.g. 'shared machine')."),
+) -> None:
+    """Measure this machine's CPU-seconds per stage (read, encode, QA, publish) on phantoms."""
+    import json
+
+    from omas_idc.atomic import atomic_write_text
+    from omas_idc.errors import ConfigurationError, OmasIdcError
+    from omas_idc.run.batch.calibrate import calibrate as measure
+
+    try:
+        try:
+            counts = [int(part) for part in slices.split(",") if part.strip()]
+        except ValueError as err:
+            raise ConfigurationError(
+                f"--slices {slices!r} is not a comma-separated list of integers",
+                reason="calibration",
+            ) from err
+        result = measure(counts, note=note)
+    except OmasIdcError as err:
+        raise _fail(err) from err
+    atomic_write_text(out, json.dumps(result.to_dict(), indent=2) + "\n")
+    for stage, stage_cost in result.stages.items():
+        console.print(
+            f"{stage}: {stage_cost.fixed_seconds:.3f} s + {stage_cost.per_slice_seconds:.4f} s"
+            "/slice (CPU)",
+            markup=False,
+            highlight=False,
+        )
+    err_console.print(f"wrote {out}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
