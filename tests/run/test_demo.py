@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -144,3 +146,16 @@ def test_demo_finds_every_structure_and_reports_it(demo_output: tuple) -> None:
     sr = hd.sr.srread(folder / "sr.dcm")
     groups = sr.content.get_volumetric_roi_measurement_groups()
     assert {g.tracking_identifier for g in groups} == set(DEMO_STRUCTURES)
+
+
+def test_demo_outputs_honour_the_umask(demo_output: tuple) -> None:
+    """A release folder shared with a group or served by a web server must be readable: files
+    get the mode an ordinary open() gives under the umask (0644 with 022), not mkstemp's 0600."""
+    out, _ = demo_output
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [p for p in out.rglob("*") if p.is_file() and ".omas-idc-work" not in p.parts]
+    assert any(p.name == "DONE.json" for p in files)
+    assert any(p.suffix == ".dcm" for p in files)
+    modes = {str(p.relative_to(out)): stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert set(modes.values()) == {0o666 & ~mask}, modes
