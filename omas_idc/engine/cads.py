@@ -1,17 +1,31 @@
 """CADS's post-processing, on the 1.5 mm RAS label maps (before labels go back to the source).
 
-From the CADS repository (``cads/dataset_utils/postprocessing.py``, ``utils/inference.py``):
+What CADS runs (``cads/utils/inference.py`` ``predict``, with ``postprocess_cads=True``), read
+at the commit the CADS card records (``cads.json``, ``reference``), and reproduced here from
+the rule table :data:`omas_idc.engine.cads_rules.RULES_FILE` (keyed by task and label number):
 
-- tasks 551, 553, 554, 556, 559: per structure, 26-connected components sorted by size; the
-  first component below ``autofix`` voxels and all smaller ones are removed, and components
-  beyond ``max_cc`` (where set) too;
-- task 557 (brain structures): kept only within +-100, +-100, +-133 voxels of the centroid of
-  task 553's brain (label 9) when that brain has >= 2000 voxels, emptied otherwise;
-- task 558 (head and neck): the same box with +-200 along S; without a brain, kept above the
-  lowest voxel of the cervical vertebrae (task 552 labels 14-24); empty without either.
+- tasks 551, 553, 554, 556 and 559, label by label in ascending order
+  (``cads/dataset_utils/TPTBox.py`` ``postprocess_seg_TPTBox``):
 
-Not reproduced: hole filling and convex hulls of the mammary glands (``fill``), which CADS
-applies to two structures of task 556.
+  - ``fill_holes`` (556 labels 9 and 10, the mammary glands): holes filled in 3D, then slice
+    by slice across S, R and A, then in 3D again; a hole is a background region (6-connected
+    in 3D, 4-connected in a slice) not reaching the border. With TPTBox 0.3.0, which CADS pins,
+    only unlabelled voxels are filled: enclosed voxels of other labels stay. No convex hull
+    (``convex_hull`` is 0);
+  - ``components``: 26-connected components ranked by size (ties in scan order); the first
+    one beyond ``max_components`` or smaller than ``min_voxels`` (strictly), and every smaller
+    one, become background;
+
+- then ``reference_box`` (557, 558; ``cads/dataset_utils/postprocessing.py``
+  ``postprocess_head`` and ``postprocess_head_and_neck``): where task 553's post-processed
+  brain (label 9) has at least 2000 voxels, the task keeps only ``[c - h, c + h)`` along R, A,
+  S around the brain's centroid ``c`` (truncated to integers; ``h`` = 100, 100, 133 for 557 and
+  100, 100, 200 for 558); otherwise 557 is emptied, and 558 falls back to
+  ``above_reference``: kept from the lowest slice of task 552's labels 14-24 (T4 to C1; CADS
+  calls them the cervical vertebrae) up, emptied where none of them is present.
+
+The working array is canonical ``(S, A, R)`` (axes pointing to S, A and R), CADS's RAS NIfTI
+array transposed: boxes and centroids index the same voxels.
 """
 
 from __future__ import annotations
@@ -22,162 +36,184 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["CADS_CLEANUP", "cads_postprocess"]
+from omas_idc.engine.cads_rules import (
+    CadsRules,
+    ComponentRule,
+    FillRule,
+    ReferenceBox,
+    cads_rules,
+)
+from omas_idc.errors import ConfigurationError
 
-_CLEANUP_TASKS = ("551", "553", "554", "556", "559")
-_BRAIN_LABEL = 9
-_BRAIN_MIN_VOXELS = 2000
-_CERVICAL = range(14, 25)
+__all__ = ["apply_cads_rules", "cads_postprocess", "fill_holes", "keep_components"]
 
-#: structure name -> (autofix minimum voxels, max components or None)
-CADS_CLEANUP: dict[str, tuple[int, int | None]] = {
-    **{
-        n: (1000, None)
-        for n in (
-            "spleen",
-            "kidney_right",
-            "kidney_left",
-            "stomach",
-            "aorta",
-            "pancreas",
-            "esophagus",
-            "humerus_left",
-            "humerus_right",
-            "scapula_left",
-            "scapula_right",
-            "clavicula_left",
-            "clavicula_right",
-            "femur_left",
-            "femur_right",
-            "hip_left",
-            "hip_right",
-            "sacrum",
-            "gluteus_maximus_left",
-            "gluteus_maximus_right",
-            "gluteus_medius_left",
-            "gluteus_medius_right",
-            "gluteus_minimus_left",
-            "gluteus_minimus_right",
-            "autochthon_left",
-            "autochthon_right",
-            "iliopsoas_left",
-            "iliopsoas_right",
-            "spinal_canal",
-            "larynx",
-            "heart",
-            "bowel_bag",
-            "sigmoid",
-            "rectum",
-            "right psoas major",
-            "left psoas major",
-            "right rectus abdominis",
-            "left rectus abdominis",
+#: Axis of the canonical (S, A, R) array per direction letter.
+_AXIS = {"S": 0, "A": 1, "R": 2}
+_FULL = np.ones((3, 3, 3), dtype=bool)
+
+
+def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        box.append(
+            slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis]))
         )
-    },
-    "gallbladder": (20, None),
-    "liver": (2200, None),
-    "inferior_vena_cava": (500, None),
-    **{
-        n: (300, None)
-        for n in (
-            "lung_upper_lobe_left",
-            "lung_lower_lobe_left",
-            "lung_upper_lobe_right",
-            "lung_middle_lobe_right",
-            "lung_lower_lobe_right",
-        )
-    },
-    **{
-        n: (100, None)
-        for n in (
-            "trachea",
-            "heart_myocardium",
-            "heart_atrium_left",
-            "heart_ventricle_left",
-            "heart_atrium_right",
-            "heart_ventricle_right",
-            "brain",
-            "colon",
-            "face",
-        )
-    },
-    **{n: (10, None) for n in ("iliac_artery_left", "iliac_artery_right")},
-    **{n: (500, None) for n in ("iliac_vena_left", "iliac_vena_right", "spinal_cord")},
-    "small_bowel": (150, None),
-    "urinary_bladder": (1500, None),
-    "left_mammary_gland": (0, 1),
-    "right_mammary_gland": (0, 1),
-    "sternum": (1500, 1),
-    "subcutaneous_tissue": (4000, None),
-    "muscle": (4000, None),
-    "abdominal_cavity": (200, 1),
-    "pericardium": (1000, 1),
-    "bones": (200, None),
-}
+    return tuple(box)
 
 
-def _clean_label(labels: np.ndarray, value: int, autofix: int, max_cc: int | None) -> None:
-    mask = labels == value
-    if not mask.any():
-        return
-    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    sizes = np.bincount(components.ravel())[1:]
-    order = np.argsort(-sizes, kind="stable")
-    remove = np.zeros(n + 1, dtype=bool)
-    for rank, index in enumerate(order, start=1):
-        if (max_cc is not None and rank > max_cc) or sizes[index] < autofix:
-            remove[order[rank - 1 :] + 1] = True
-            break
-    labels[remove[components]] = 0
+def _holes(mask: np.ndarray, slice_axis: int | None) -> np.ndarray:
+    """Background voxels of ``mask`` not connected to the border (in 3D, or within slices
+    across ``slice_axis``), as ``scipy.ndimage.binary_fill_holes`` defines them."""
+    if slice_axis is None:
+        structure = ndimage.generate_binary_structure(3, 1)
+        faces: tuple[int, ...] = (0, 1, 2)
+    else:
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        plane: list[int | slice] = [slice(None)] * 3
+        plane[slice_axis] = 1
+        structure[tuple(plane)] = ndimage.generate_binary_structure(2, 1)
+        faces = tuple(a for a in range(3) if a != slice_axis)
+    background, _ = ndimage.label(~mask, structure=structure)
+    border: list[np.ndarray] = []
+    for axis in faces:
+        for end in (0, -1):
+            border.append(np.take(background, end, axis=axis).ravel())
+    reached = np.unique(np.concatenate(border))
+    return (background > 0) & ~np.isin(background, reached)
 
 
-def _box_mask(shape: tuple[int, ...], centre: np.ndarray, half: tuple[int, int, int]) -> np.ndarray:
-    """Box in canonical (S, A, R) array order from CADS's (R, A, S) half sizes."""
-    keep = np.zeros(shape, dtype=bool)
-    c = [int(v) for v in centre]
-    h = (half[2], half[1], half[0])
-    keep[tuple(slice(max(c[a] - h[a], 0), min(c[a] + h[a], shape[a])) for a in range(3))] = True
-    return keep
-
-
-def cads_postprocess(
-    labels: Mapping[str, torch.Tensor],
-    names: Mapping[str, Mapping[int, str]],
-    spacing: tuple[float, float, float],
-) -> dict[str, torch.Tensor]:
-    """CADS's post-processing of one series' label maps (canonical S, A, R order, 1.5 mm).
+def fill_holes(labels: np.ndarray, value: int, passes: tuple[str, ...], into: str) -> None:
+    """Fill the holes of label ``value`` in place, pass by pass (CADS's mammary glands).
 
     Parameters
     ----------
     labels
-        Task id -> label map on the working grid.
-    names
-        Task id -> label value -> structure name (the model's dataset.json).
-    spacing
-        Working-grid spacing (mm), for the record; CADS's thresholds are in 1.5 mm voxels.
+        Canonical ``(S, A, R)`` label map.
+    value
+        The label to fill.
+    passes
+        ``"3d"``, or ``"S"``, ``"A"``, ``"R"``: slice by slice across that axis.
+    into
+        ``"background"``: only voxels labelled 0 are filled (TPTBox 0.3.0, CADS); ``"any"``:
+        enclosed voxels of other labels are overwritten too.
     """
-    del spacing
-    out = {task: t.to("cpu").numpy().copy() for task, t in labels.items()}
-    for task in _CLEANUP_TASKS:
-        if task not in out:
+    for step in passes:
+        mask = labels == value
+        if not mask.any():
+            return
+        # a one-voxel margin around the label keeps the holes as in the whole array
+        box = _bbox(mask, 1)
+        holes = _holes(mask[box], None if step == "3d" else _AXIS[step])
+        region = labels[box]
+        if into == "background":
+            holes &= region == 0
+        region[holes] = value
+
+
+def keep_components(
+    labels: np.ndarray, value: int, min_voxels: int, max_components: int | None
+) -> None:
+    """Remove, in place, the 26-connected components of ``value`` that CADS removes.
+
+    Components are ranked by size, larger first (equal sizes in scan order); the first one
+    ranked beyond ``max_components`` or smaller than ``min_voxels``, and all after it, become
+    background.
+    """
+    mask = labels == value
+    if not mask.any():
+        return
+    box = _bbox(mask, 0)
+    components, n = ndimage.label(mask[box], structure=_FULL)
+    sizes = np.bincount(components.ravel())[1:]
+    keep = np.zeros(n + 1, dtype=bool)
+    for rank, index in enumerate(np.argsort(-sizes, kind="stable")):
+        if max_components is not None and rank >= max_components:
+            break
+        if sizes[index] < min_voxels:
+            break
+        keep[index + 1] = True
+    region = labels[box]
+    region[(components > 0) & ~keep[components]] = 0
+
+
+def _reference_box(arrays: Mapping[str, np.ndarray], rules: CadsRules, task: str) -> None:
+    box: ReferenceBox = rules.boxes[task]
+    target = arrays[task]
+    brain = arrays[box.reference_task] == box.reference_label
+    if int(brain.sum()) >= box.min_reference_voxels:
+        centre = [int(c) for c in ndimage.center_of_mass(brain)]
+        half_r, half_a, half_s = box.half_size_ras
+        half = (half_s, half_a, half_r)
+        keep = tuple(
+            slice(max(centre[a] - half[a], 0), min(centre[a] + half[a], target.shape[a]))
+            for a in range(3)
+        )
+        inside = target[keep].copy()
+        target[...] = 0
+        target[keep] = inside
+        return
+    fallback = rules.fallbacks.get(task)
+    if fallback is not None:
+        present = np.isin(arrays[fallback.reference_task], fallback.reference_labels)
+        slices = np.flatnonzero(present.any(axis=(1, 2)))
+        if slices.size:
+            target[: int(slices[0])] = 0
+            return
+    target[...] = 0
+
+
+def apply_cads_rules(arrays: dict[str, np.ndarray], rules: CadsRules | None = None) -> None:
+    """CADS's post-processing of one series' label maps, in place (numpy).
+
+    Parameters
+    ----------
+    arrays
+        Task id -> canonical ``(S, A, R)`` label map on the 1.5 mm working grid.
+    rules
+        The rule table (the shipped one when ``None``).
+
+    Raises
+    ------
+    ConfigurationError
+        If a task whose rules read another task's labels (557, 558 on 553 and 552) comes
+        without that task's label map.
+    """
+    rules = rules or cads_rules()
+    for task in arrays:
+        missing = [ref for ref in rules.reference_tasks(task) if ref not in arrays]
+        if missing:
+            raise ConfigurationError(
+                f"CADS post-processing of task {task} reads the labels of task(s) {missing}, "
+                "which were not segmented; run them too (the card's depends_on adds them) or "
+                "switch post-processing off"
+            )
+    steps: dict[tuple[str, int], list[FillRule | ComponentRule]] = {}
+    for rule in rules.label_rules():
+        steps.setdefault((rule.task, rule.label), []).append(rule)
+    for (task, value), todo in sorted(steps.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if task not in arrays:
             continue
-        for value, name in names.get(task, {}).items():
-            if name in CADS_CLEANUP:
-                autofix, max_cc = CADS_CLEANUP[name]
-                _clean_label(out[task], value, autofix, max_cc)
-    brain = out.get("553")
-    centre = None
-    if brain is not None and int((brain == _BRAIN_LABEL).sum()) >= _BRAIN_MIN_VOXELS:
-        centre = np.floor(ndimage.center_of_mass(brain == _BRAIN_LABEL))
-    for task, half in (("557", (100, 100, 133)), ("558", (100, 100, 200))):
-        if task not in out:
-            continue
-        if centre is not None:
-            out[task][~_box_mask(out[task].shape, centre, half)] = 0
-        elif task == "558" and "552" in out and np.isin(out["552"], list(_CERVICAL)).any():
-            rows = np.nonzero(np.isin(out["552"], list(_CERVICAL)).any(axis=(1, 2)))[0]
-            out[task][: rows.min()] = 0
-        else:
-            out[task][:] = 0
-    device = next(iter(labels.values())).device if labels else torch.device("cpu")
-    return {task: torch.from_numpy(a).to(device) for task, a in out.items()}
+        for rule in todo:  # fill before components, as CADS
+            if isinstance(rule, FillRule):
+                fill_holes(arrays[task], value, rule.passes, rule.into)
+            else:
+                keep_components(arrays[task], value, rule.min_voxels, rule.max_components)
+    for task in sorted(rules.boxes):
+        if task in arrays:
+            _reference_box(arrays, rules, task)
+
+
+def cads_postprocess(
+    labels: Mapping[str, torch.Tensor], rules: CadsRules | None = None
+) -> dict[str, torch.Tensor]:
+    """CADS's post-processing of one series' label maps (tensors, on their device).
+
+    See :func:`apply_cads_rules`; the maps are processed on the CPU and returned on the
+    device they came from.
+    """
+    arrays = {task: t.to("cpu").numpy().copy() for task, t in labels.items()}
+    apply_cads_rules(arrays, rules)
+    return {task: torch.from_numpy(arrays[task]).to(t.device) for task, t in labels.items()}

@@ -2,7 +2,8 @@
 
 - ``nnunet-native``: nnU-Net's own preprocessing and export, on the RAS-canonical array.
 - ``cads``: reorient to RAS, resample to 1.5 mm (cubic), nnU-Net, then CADS's post-processing on
-  the 1.5 mm labels (:mod:`omas_idc.engine.cads`), labels back with nearest neighbour.
+  the 1.5 mm labels (:mod:`omas_idc.engine.cads`, rules from the table beside the CADS card,
+  keyed by task and label number), labels back with nearest neighbour.
 - ``totalseg``: the same wrapper without post-processing (TotalSegmentator's optional
   small-blob removal is not applied); its 5 parts are combined into one ``total`` map
   (:func:`merge_labelmaps`, label offsets from the card).
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from omas_idc.errors import ConfigurationError
 from omas_idc.labelmap import TaskLabelMap
 
 if TYPE_CHECKING:
+    from omas_idc.engine.cads_rules import CadsRules
     from omas_idc.engine.card import MergeSpec
     from omas_idc.engine.model import SegmentationModel
 
@@ -32,16 +35,58 @@ def postprocess(
     model: SegmentationModel,
     labels: Mapping[str, torch.Tensor],
     spacing: tuple[float, float, float],
+    *,
+    enabled: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Apply the recipe's post-processing to the label maps of one series (working grid)."""
+    """Apply the recipe's post-processing to the label maps of one series (working grid).
+
+    Parameters
+    ----------
+    model
+        The model whose recipe decides: ``cads`` applies CADS's rule table (keyed by task and
+        label number, :mod:`omas_idc.engine.cads`); a card with ``keep_largest_component``
+        keeps each label's largest component; others pass through.
+    labels
+        Task id -> label map on the working grid (canonical ``(S, A, R)``).
+    spacing
+        The working grid's spacing (mm); CADS's voxel counts are in its 1.5 mm voxels.
+    enabled
+        ``False`` returns the maps unchanged (CADS's ``--no-postprocessing``).
+
+    Raises
+    ------
+    ConfigurationError
+        For a ``cads`` card whose label rows give a rule's label another structure than the
+        CADS rule table does, or a task whose rules need a task that was not segmented.
+    """
+    del spacing
+    if not enabled:
+        return dict(labels)
     if model.card.recipe == "cads":
         from omas_idc.engine.cads import cads_postprocess
+        from omas_idc.engine.cads_rules import cads_rules
 
-        names = {t.id: dict(t.folder.labels) for t in model.tasks}
-        return cads_postprocess(labels, names, spacing)
+        rules = cads_rules()
+        _check_cads_card(model, rules)
+        return cads_postprocess(labels, rules)
     if model.card.keep_largest_component:
         return {task: keep_largest_components(array) for task, array in labels.items()}
     return dict(labels)
+
+
+def _check_cads_card(model: SegmentationModel, rules: CadsRules) -> None:
+    """A card running the ``cads`` recipe must mean by each ruled label what CADS means."""
+    rows = {(r.task, r.label): r.structure for r in model.card.labels}
+    if not rows:
+        return  # labels named by the folders only: the rules apply by number
+    for rule in rules.label_rules():
+        structure = rows.get((rule.task, rule.label))
+        if structure is not None and structure != rule.structure:
+            raise ConfigurationError(
+                f"model {model.card.name!r} runs the cads recipe, but its task {rule.task} "
+                f"label {rule.label} is {structure!r} where CADS's post-processing rule is for "
+                f"{rule.structure!r}; fix the card's label table or use another recipe"
+            )
 
 
 def keep_largest_components(labels: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,9 @@ class SegmenterConfig:
         lowers the peak a little and costs some speed; the result does not depend on it.
     max_series_in_flight
         Series preprocessed ahead and mixed in batches.
+    postprocessing
+        Apply the recipe's post-processing (CADS's rules, a card's largest-component clean-up);
+        ``False`` is CADS's ``--no-postprocessing``: the networks' labels as they are.
     """
 
     device: str = "cpu"
@@ -119,6 +122,7 @@ class SegmenterConfig:
     resample_logits: bool = True
     resample_slab_mb: float = 256.0
     max_series_in_flight: int = 2
+    postprocessing: bool = True
 
     def __post_init__(self) -> None:
         Precision.parse(self.precision, "precision")
@@ -611,7 +615,12 @@ class Segmenter:
         return full.permute(folder.transpose_backward)
 
     def _finish_series(self, series: _Series) -> list[TaskLabelMap]:
-        labels = postprocess(self.model, series.labels, series.working_spacing)
+        labels = postprocess(
+            self.model,
+            series.labels,
+            series.working_spacing,
+            enabled=self.config.postprocessing,
+        )
         series.labels.clear()
         out = []
         for task in self.model.tasks:
