@@ -71,6 +71,11 @@ def run(
     timestamp: str | None = typer.Option(
         None, help="Content date/time (ISO 8601) of the outputs; default: the first start."
     ),
+    postprocessing: bool | None = typer.Option(
+        None,
+        "--postprocessing/--no-postprocessing",
+        help="The recipe's post-processing (CADS's rules); default: the configuration's.",
+    ),
 ) -> None:
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
     from omas_idc.cli.errors import fail
@@ -89,6 +94,7 @@ def run(
                 "variant": variant,
                 "device": device,
                 "weights_dir": weights_dir,
+                "postprocessing": postprocessing,
             }.items()
             if v is not None
         }

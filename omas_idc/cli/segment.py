@@ -53,6 +53,12 @@ def segment(
     seg: bool = typer.Option(
         False, "--seg", help="Also write one LABELMAP DICOM SEG per task (catalogued labels only)."
     ),
+    postprocessing: bool = typer.Option(
+        True,
+        "--postprocessing/--no-postprocessing",
+        help="The recipe's post-processing (CADS's clean-up rules, a card's largest-component "
+        "rule); --no-postprocessing keeps the networks' labels, as CADS's own option.",
+    ),
 ) -> None:
     """Segment a CT series; write ``{model}_{task}.nii.gz`` per task and ``labels.json``.
 
@@ -84,6 +90,7 @@ def segment(
             threads=threads,
             body_crop=body_crop or fast,
             resample_logits=not fast,
+            postprocessing=postprocessing,
         )
         volume = read_series(series_dir, series_instance_uid=series_uid)
         loaded = load_model(
@@ -118,6 +125,7 @@ def segment(
             "model": loaded.card.name,
             "model_version": loaded.card.version,
             "variant": loaded.variant,
+            "postprocessing": postprocessing,
             "tasks": summary,
         }
         (out / "labels.json").write_text(json.dumps(document, indent=1))

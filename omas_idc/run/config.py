@@ -59,6 +59,7 @@ class ModelSettings:
     device: str = "auto"
     body_crop: bool = False
     weights_dir: str | None = None
+    postprocessing: bool = True
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,12 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
     )
     threads = cpu_engine_threads(os.cpu_count() or 1) if device == "cpu" else None
     engine = Segmenter(
-        model, SegmenterConfig(device=device, body_crop=settings.body_crop, threads=threads)
+        model,
+        SegmenterConfig(
+            device=device,
+            body_crop=settings.body_crop,
+            threads=threads,
+            postprocessing=settings.postprocessing,
+        ),
     )
     return engine, info

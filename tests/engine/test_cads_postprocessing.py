@@ -545,3 +545,70 @@ def test_a_cads_recipe_card_whose_labels_mean_other_structures_is_refused(tmp_pa
     )
     with pytest.raises(ConfigurationError, match="humerus_right"):
         postprocess(model, {"554": torch.zeros((2, 2, 2), dtype=torch.uint8)}, (1.5,) * 3)
+
+
+def test_segment_no_postprocessing_keeps_what_cads_rules_remove(tmp_path: Path) -> None:
+    """``omas-idc segment --model cads --no-postprocessing``: the networks' labels as they are;
+    with the rules (554: components removed only), every label kept is one of those."""
+    import json
+
+    import nibabel as nib
+    from typer.testing import CliRunner
+
+    from omas_idc.cli import app
+    from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
+    from omas_idc.phantom import PhantomOptions, make_phantom
+
+    task = load_card("cads").task("554")
+    make_model_folder(
+        tmp_path / "weights",
+        SyntheticModel(
+            dataset_id=554,
+            dataset_name=task.dataset.split("_", 1)[1],
+            labels=tuple(f"label {i}" for i in range(1, 22)),
+            trainer_name=task.trainer,
+            plans_name=task.plans,
+            spacing=(6.0, 6.0, 6.0),
+            seed=5,
+        ),
+    )
+    phantom = make_phantom(
+        tmp_path / "dicom",
+        PhantomOptions(seed=3, shape=(16, 20, 20), pixel_spacing=(8.0, 8.0), slice_spacing=8.0),
+    )
+    maps = {}
+    for flag in ("--postprocessing", "--no-postprocessing"):
+        out = tmp_path / flag
+        result = CliRunner().invoke(
+            app,
+            [
+                "segment",
+                str(phantom.files[0].parent),
+                *("--model", "cads", "--tasks", "554", "--out", str(out)),
+                *("--weights-dir", str(tmp_path / "weights"), "--threads", "1"),
+                flag,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "labels.json").read_text())["postprocessing"] is (
+            flag == "--postprocessing"
+        )
+        maps[flag] = np.asarray(nib.load(out / "cads_554.nii.gz").dataobj)
+    on, off = maps["--postprocessing"], maps["--no-postprocessing"]
+    assert (on[on > 0] == off[on > 0]).all()
+    assert int((off > 0).sum()) > int((on > 0).sum())
+
+
+def test_run_configuration_switches_postprocessing_off_for_the_engine() -> None:
+    """``[model] postprocessing = false`` in a run's TOML (or ``run --no-postprocessing``)."""
+    from omas_idc.run.config import RunConfig, config_from_dict
+    from omas_idc.run.engine_setup import build_engine
+
+    assert RunConfig().model.postprocessing is True
+    settings = config_from_dict({"model": {"name": "demo", "postprocessing": False}}).model
+    assert settings.postprocessing is False
+    engine, _ = build_engine(dataclasses.replace(settings, device="cpu"))
+    with engine:
+        assert engine.config.postprocessing is False
+    overridden = RunConfig().with_overrides(model={"postprocessing": False})
+    assert overridden.model.postprocessing is False
