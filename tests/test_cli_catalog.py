@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,79 @@ def test_list_rejects_an_unknown_task(app: typer.Typer) -> None:
     result = CliRunner().invoke(app, ["catalog", "list", "--model", "cads", "--task", "600"])
     assert result.exit_code != 0
     assert "no task '600'" in result.output
+
+
+NARROW = {"COLUMNS": "80"}
+
+
+def _longest_name() -> str:
+    from omas_idc.catalog import load_catalog
+
+    return max((s.name for s in load_catalog()), key=len)
+
+
+def test_the_table_cuts_long_names_in_80_columns(app: typer.Typer) -> None:
+    # The reason for --format: the table in a narrow terminal or a pipe is not for scripts.
+    result = CliRunner().invoke(app, ["catalog", "list"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    assert _longest_name() not in result.output
+
+
+def test_list_as_json_gives_every_structure_with_full_names_and_codes(app: typer.Typer) -> None:
+    from omas_idc.catalog import load_catalog
+
+    result = CliRunner().invoke(app, ["catalog", "list", "--format", "json"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)
+    catalog = load_catalog()
+    assert [item["name"] for item in items] == [s.name for s in catalog]
+    assert {tuple(item) for item in items} == {catalog_cli.STRUCTURE_COLUMNS}  # stable keys
+    by_name = {item["name"]: item for item in items}
+    assert _longest_name() in by_name
+    kidney = by_name["kidney_left"]
+    assert (kidney["type_scheme"], kidney["type_value"], kidney["type_meaning"]) == (
+        "SCT",
+        "64033007",
+        "Kidney",
+    )
+    assert (kidney["type_modifier_value"], kidney["type_modifier_meaning"]) == ("7771000", "Left")
+    assert kidney["region_value"] is None
+    assert kidney["color_rgb"] == list(catalog.by_name("kidney_left").color_rgb)
+    assert {"model": "cads", "task": "551", "label": 3, "label_name": "kidney_left"} in kidney[
+        "labels"
+    ]
+    assert {label["model"] for label in kidney["labels"]} >= {"cads", "totalseg"}
+    assert all(item["label"] is None for item in items)  # a label value only with --task
+    assert "[" not in kidney["type_meaning"]  # no rich markup
+
+
+def test_list_one_task_as_tsv_is_its_label_map_one_row_each(app: typer.Typer) -> None:
+    from omas_idc.catalog import load_catalog
+
+    result = CliRunner().invoke(
+        app, ["catalog", "list", "--model", "cads", "--task", "551", "--format", "tsv"], env=NARROW
+    )
+    assert result.exit_code == 0, result.output
+    header, *lines = result.stdout.rstrip("\n").split("\n")
+    assert tuple(header.split("\t")) == catalog_cli.STRUCTURE_COLUMNS
+    rows = [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
+    expected = load_catalog().labels_for("cads", "551")
+    assert {int(r["label"]): r["name"] for r in rows} == {k: s.name for k, s in expected.items()}
+    kidney = next(r for r in rows if r["name"] == "kidney_left")
+    assert kidney["labels"] == "cads/551/3/kidney_left"  # only --model's labels
+    assert kidney["type_modifier_meaning"] == "Left"
+    assert kidney["region_value"] == ""  # null
+    assert kidney["outside_part16"] == "false"
+    assert "\x1b" not in result.stdout  # no colour
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"), [("jsno", "Did you mean 'json'?"), ("foo", "['json', 'table', 'tsv']")]
+)
+def test_list_rejects_an_unknown_format_with_a_suggestion(
+    app: typer.Typer, given: str, hint: str
+) -> None:
+    result = CliRunner().invoke(app, ["catalog", "list", "--format", given], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert f"unknown format {given!r}" in result.output
+    assert hint in result.output

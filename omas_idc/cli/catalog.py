@@ -2,18 +2,66 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from omas_idc.cli.listing import ListFormat, format_option, render_rows
+
+if TYPE_CHECKING:
+    from omas_idc.catalog import Code, LabelRow, Structure
+
 catalog_app = typer.Typer(
     help="The structure catalog: model labels -> SNOMED CT coded structures.",
     no_args_is_help=True,
 )
 _console = Console()
+
+#: The keys of ``catalog list --format json|tsv``: ``label`` is the label value with
+#: ``--task`` (else null); ``labels`` the structure's model labels (of ``--model`` only, where
+#: given) as objects ``{model, task, label, label_name}``; each code as scheme, value, meaning
+#: (null where the structure has none).
+STRUCTURE_COLUMNS: tuple[str, ...] = (
+    "label",
+    "name",
+    "labels",
+    *(
+        f"{code}_{part}"
+        for code in ("category", "type", "type_modifier", "region", "region_modifier")
+        for part in ("scheme", "value", "meaning")
+    ),
+    "color_rgb",
+    "outside_part16",
+    "outside_part16_source",
+)
+
+
+def _structure_record(
+    structure: Structure, label: int | None, labels: Iterable[LabelRow], models: Sequence[str]
+) -> dict[str, object]:
+    record: dict[str, object] = {
+        "label": label,
+        "name": structure.name,
+        "labels": [
+            {"model": r.model, "task": r.task, "label": r.label, "label_name": r.label_name}
+            for r in labels
+            if r.model in models
+        ],
+    }
+    for key in ("category", "type", "type_modifier", "region", "region_modifier"):
+        code: Code | None = getattr(structure, key)
+        record[f"{key}_scheme"] = code.scheme if code else None
+        record[f"{key}_value"] = code.value if code else None
+        record[f"{key}_meaning"] = code.meaning if code else None
+    record["color_rgb"] = list(structure.color_rgb)
+    record["outside_part16"] = structure.outside_part16
+    record["outside_part16_source"] = structure.outside_part16_source
+    return record
 
 
 def _default_reference_dir() -> Path | None:
@@ -34,9 +82,14 @@ def list_structures(
     task: str | None = typer.Option(
         None, "--task", "-t", help="Only this task of --model (551-559 for cads, total)."
     ),
+    output_format: str = format_option(),
 ) -> None:
-    """Print the catalog as a table, optionally one model task's label map."""
-    from omas_idc.catalog import Structure, load_catalog
+    """Print the catalog as a table, optionally one model task's label map.
+
+    ``--format json`` or ``tsv`` prints one item per structure with the keys of
+    :data:`STRUCTURE_COLUMNS`: its full codes, colour and model labels, never cut.
+    """
+    from omas_idc.catalog import load_catalog
     from omas_idc.errors import CatalogError
 
     catalog = load_catalog()
@@ -56,6 +109,12 @@ def list_structures(
     except CatalogError as err:
         raise typer.BadParameter(str(err)) from err
     models = [model] if model is not None else list(catalog.models())
+    if output_format != ListFormat.TABLE:
+        records = [
+            _structure_record(s, label, catalog.labels_of(s.name), models) for label, s in rows
+        ]
+        typer.echo(render_rows(records, STRUCTURE_COLUMNS, ListFormat(output_format)), nl=False)
+        return
     table = Table(title=f"{len(rows)} structures", show_lines=False)
     if task is not None:
         table.add_column("label", justify="right")

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from omas_idc.cli.listing import ListFormat, format_option, render_rows
+
+if TYPE_CHECKING:
+    from omas_idc.engine.card import ModelCard
 
 _CACHE_HELP = "Weights cache (default: the user cache folder, e.g. ~/.cache/omas-idc/models)."
 
@@ -27,6 +33,55 @@ def _fail(err: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+#: The keys of ``models list --format json|tsv``, one item per model and licence variant:
+#: ``tasks`` the number of tasks, ``installed`` how many are in the cache (or beside a
+#: packaged model's card), ``sha256_known`` how many the card gives a checksum for (null for a
+#: packaged model: nothing to download), ``location`` the cache or the packaged folder.
+MODEL_COLUMNS: tuple[str, ...] = (
+    "model",
+    "aliases",
+    "variant",
+    "default_variant",
+    "licence",
+    "tasks",
+    "installed",
+    "sha256_known",
+    "packaged",
+    "location",
+)
+
+
+def _model_records(card: ModelCard, cache: Path) -> list[dict[str, Any]]:
+    """The listing's items of one model card: one per licence variant."""
+    from omas_idc.engine.weights import list_weights
+
+    records: list[dict[str, Any]] = []
+    for variant, licence in card.variants.items():
+        record: dict[str, Any] = {
+            "model": card.name,
+            "aliases": list(card.aliases),
+            "variant": variant,
+            "default_variant": variant == card.default_variant,
+            "licence": licence,
+            "tasks": len(card.tasks),
+            "packaged": card.source is not None,
+        }
+        if card.source is not None:
+            folder = card.source.parent
+            found = [t for t in card.tasks if (folder / t.result_folder).is_dir()]
+            record.update(installed=len(found), sha256_known=None, location=str(folder))
+        else:
+            entries = list_weights(card, cache, variant=variant)
+            record.update(
+                tasks=len(entries),
+                installed=sum(e.installed for e in entries),
+                sha256_known=sum(e.verified for e in entries),
+                location=str(cache),
+            )
+        records.append(record)
+    return records
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``models`` command group to ``app``."""
     models = typer.Typer(help="Model weights: list, download, verify.", no_args_is_help=True)
@@ -35,45 +90,39 @@ def register(app: typer.Typer) -> None:
     @models.command("list")
     def list_(
         cache_dir: Path | None = typer.Option(None, "--cache-dir", help=_CACHE_HELP),
+        output_format: str = format_option(),
     ) -> None:
         """List the built-in models, their variants and what the cache holds.
 
         Packaged models (the demo) ship their result folders beside their card: they are
-        listed as installed there, with no download to verify.
+        listed as installed there, with no download to verify. ``--format json`` or ``tsv``
+        prints one item per model and variant with the keys of :data:`MODEL_COLUMNS`.
         """
+        from omas_idc.engine.card import builtin_cards
+
+        cache = _cache(cache_dir)
+        records = [
+            record for card in builtin_cards().values() for record in _model_records(card, cache)
+        ]
+        if output_format != ListFormat.TABLE:
+            typer.echo(render_rows(records, MODEL_COLUMNS, ListFormat(output_format)), nl=False)
+            return
         from rich.console import Console
         from rich.table import Table
 
-        from omas_idc.engine.card import builtin_cards
-        from omas_idc.engine.weights import list_weights
-
-        cache = _cache(cache_dir)
         table = Table(title=f"models (cache: {cache})")
         for column in ("model", "variant", "licence", "tasks", "installed", "sha256 known"):
             table.add_column(column)
-        for card in builtin_cards().values():
-            if card.source is not None:
-                found = [t for t in card.tasks if (card.source.parent / t.result_folder).is_dir()]
-                for variant, licence in card.variants.items():
-                    table.add_row(
-                        " / ".join((card.name, *card.aliases)),
-                        variant + (" (default)" if variant == card.default_variant else ""),
-                        licence,
-                        str(len(card.tasks)),
-                        f"{len(found)}/{len(card.tasks)} (packaged)",
-                        "-",
-                    )
-                continue
-            for variant, licence in card.variants.items():
-                entries = list_weights(card, cache, variant=variant)
-                table.add_row(
-                    card.name,
-                    variant + (" (default)" if variant == card.default_variant else ""),
-                    licence,
-                    str(len(entries)),
-                    f"{sum(e.installed for e in entries)}/{len(entries)}",
-                    f"{sum(e.verified for e in entries)}/{len(entries)}",
-                )
+        for r in records:
+            packaged = r["packaged"]
+            table.add_row(
+                " / ".join((r["model"], *r["aliases"])) if packaged else r["model"],
+                r["variant"] + (" (default)" if r["default_variant"] else ""),
+                r["licence"],
+                str(r["tasks"]),
+                f"{r['installed']}/{r['tasks']}" + (" (packaged)" if packaged else ""),
+                "-" if packaged else f"{r['sha256_known']}/{r['tasks']}",
+            )
         Console().print(table)
 
     @models.command("download")

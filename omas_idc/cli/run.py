@@ -13,12 +13,18 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+from omas_idc.cli.listing import ListFormat, format_option, render_rows
+
+if TYPE_CHECKING:
+    from omas_idc.run.state import SeriesState
 
 console = Console()
 err_console = Console(stderr=True)
@@ -196,8 +202,47 @@ def _execute(request, engine, info, refs=None):  # type: ignore[no-untyped-def]
     return result
 
 
-def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> None:
-    """Summarise a run's state: series per status, failures with their error class."""
+#: The keys of ``status --format json|tsv``, one item per series in selection order: its
+#: status (pending, running, done, failed, refused), the stage it reached or failed in, the
+#: attempts made, the error (empty strings when none) and the output files it published.
+STATUS_COLUMNS: tuple[str, ...] = (
+    "series_instance_uid",
+    "study_instance_uid",
+    "patient_id",
+    "collection_id",
+    "status",
+    "stage",
+    "attempts",
+    "error_class",
+    "reason",
+    "message",
+    "outputs",
+)
+
+
+def _status_record(row: SeriesState) -> dict[str, object]:
+    return {
+        "series_instance_uid": row.series_uid,
+        **{key: row.ref.get(key) for key in STATUS_COLUMNS[1:4]},
+        "status": row.status,
+        "stage": row.stage,
+        "attempts": row.attempts,
+        "error_class": row.error_class,
+        "reason": row.reason,
+        "message": row.message,
+        "outputs": list(row.outputs),
+    }
+
+
+def status(
+    work: Path = typer.Argument(..., help="The run's work folder."),
+    output_format: str = format_option(),
+) -> None:
+    """Summarise a run's state: series per status, failures with their error class.
+
+    ``--format json`` or ``tsv`` prints every series (not only the failed ones) with the keys
+    of :data:`STATUS_COLUMNS`, full UIDs and messages.
+    """
     import sqlite3
 
     from omas_idc.cli.errors import fail
@@ -226,6 +271,12 @@ def status(work: Path = typer.Argument(..., help="The run's work folder.")) -> N
                 reason="state-unreadable",
             )
         ) from err
+    if output_format != ListFormat.TABLE:
+        text = render_rows(
+            [_status_record(r) for r in rows], STATUS_COLUMNS, ListFormat(output_format)
+        )
+        typer.echo(text, nl=False)
+        return
     console.print(
         f"{len(rows)} series: "
         + ", ".join(f"{n} {k}" for k, n in counts.items())
