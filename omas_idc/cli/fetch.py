@@ -1,7 +1,13 @@
-"""``omas-idc fetch``: download the series of a selection, verified, resumable."""
+"""``omas-idc fetch``: download the series of a selection, verified, resumable.
+
+The series come from IDC's buckets (``--source aws|gcs``) or, with ``--from
+dicomweb+https://host/path``, from a DICOMweb service (QIDO-RS and WADO-RS; a bearer token from
+the environment variable ``OMAS_IDC_DICOMWEB_TOKEN``), into the same folder layout.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -22,10 +28,17 @@ def fetch(
     workers: int = typer.Option(4, help="Series fetched in parallel."),
     attempts: int = typer.Option(3, help="Tries per series."),
     backoff: float = typer.Option(2.0, help="Seconds before the first retry (then doubled)."),
+    dicomweb: str | None = typer.Option(
+        None,
+        "--from",
+        help="Read from a DICOMweb service instead: dicomweb+https://host/path (bearer token "
+        "from OMAS_IDC_DICOMWEB_TOKEN).",
+    ),
 ) -> None:
     """Download and verify the series of a selection; exit 1 if any series failed."""
     from omas_idc.errors import FetchError
     from omas_idc.fetch import FetchOptions, FetchResult, fetch_selection
+    from omas_idc.fetch.dicomweb import TOKEN_VARIABLE, DicomwebService, fetch_selection_dicomweb
     from omas_idc.series_ref import read_selection
 
     try:
@@ -52,7 +65,20 @@ def fetch(
         )
 
     try:
-        results = fetch_selection(refs, out, options, on_result=progress)
+        if dicomweb is not None:
+            service = DicomwebService.parse(dicomweb, token=os.environ.get(TOKEN_VARIABLE))
+            service.check()  # a wrong URL or token: one classified error, not one per series
+            results = fetch_selection_dicomweb(
+                refs,
+                out,
+                service,
+                workers=workers,
+                attempts=attempts,
+                backoff_s=backoff,
+                on_result=progress,
+            )
+        else:
+            results = fetch_selection(refs, out, options, on_result=progress)
     except FetchError as err:
         err_console.print(f"[red]fetch refused:[/red] {escape(str(err))}")
         raise typer.Exit(1) from err

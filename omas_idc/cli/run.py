@@ -65,7 +65,18 @@ def run(
     config: Path | None = typer.Option(None, help="Run configuration (TOML)."),
     model: str | None = typer.Option(None, help="cads, totalseg, demo or a model folder."),
     variant: str | None = typer.Option(None, help="Weights licence variant."),
-    out: str = typer.Option("omas-idc-output", help="Output folder or s3:// / gs:// URL."),
+    out: str = typer.Option(
+        "omas-idc-output",
+        help="Output folder, s3:// / gs:// URL or dicomweb+https://host/path (SEG and SR by "
+        "STOW-RS; bearer token from OMAS_IDC_DICOMWEB_TOKEN).",
+    ),
+    side_out: Path | None = typer.Option(
+        None,
+        help="For a DICOMweb --out: folder of tables, previews, markers (default: WORK/outputs).",
+    ),
+    source: str | None = typer.Option(
+        None, "--from", help="Read series from dicomweb+https://host/path instead of IDC's buckets."
+    ),
     work: Path | None = typer.Option(None, help="Local work folder (state, downloads)."),
     shard: str | None = typer.Option(None, help="i/n; default from BATCH_TASK_INDEX/COUNT."),
     limit: int | None = typer.Option(None, help="At most this many series."),
@@ -86,6 +97,7 @@ def run(
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
     from omas_idc.cli.errors import fail
     from omas_idc.errors import ConfigurationError
+    from omas_idc.fetch.dicomweb import TOKEN_VARIABLE, DicomwebService
     from omas_idc.run.engine_setup import build_engine
     from omas_idc.run.folders import check_output_location, check_work_dir, default_work_dir
     from omas_idc.run.lock import work_lock
@@ -123,9 +135,14 @@ def run(
             selection_file=selection,
             endpoint_url=endpoint_url,
             timestamp=datetime.fromisoformat(timestamp) if timestamp else None,
+            source=source,
+            side_out=side_out,
+            dicomweb_token=os.environ.get(TOKEN_VARIABLE),
         )
     except ValueError as err:  # an option's value (a shard, a timestamp)
         raise fail(ConfigurationError(str(err), reason="option")) from err
+    if source is not None:  # a wrong URL or token stops the run before the model loads
+        DicomwebService.parse(source, token=request.dicomweb_token).check()
     # Held from before the model loads to the end of the run: a second run on this work
     # folder stops at once, and a refused run leaves its report.
     with work_lock(work_dir):

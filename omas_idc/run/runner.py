@@ -76,6 +76,14 @@ class RunRequest:
         Content date/time of the outputs; default: the run's first start (kept in the state).
     local_series
         Series UID -> a local DICOM folder (no fetch), e.g. the demo's phantom.
+    source
+        Read the series from this DICOMweb service (``dicomweb+https://host/path``) instead
+        of IDC's buckets.
+    side_out
+        For a DICOMweb output: the folder of the release rows, previews, reports and markers
+        (default: ``outputs`` in the work folder).
+    dicomweb_token
+        Bearer token of the DICOMweb services (input and output); never shown.
     """
 
     config: RunConfig
@@ -87,6 +95,14 @@ class RunRequest:
     endpoint_url: str | None = None
     timestamp: datetime | None = None
     local_series: dict[str, Path] = field(default_factory=dict)
+    source: str | None = None
+    side_out: Path | None = None
+    dicomweb_token: str | None = field(default=None, repr=False)
+
+    @property
+    def side_folder(self) -> Path:
+        """Where a DICOMweb output's side files and markers go."""
+        return self.side_out if self.side_out is not None else self.work_dir / "outputs"
 
 
 @dataclass(frozen=True)
@@ -160,6 +176,17 @@ def _loader(request: RunRequest) -> Callable[[SeriesRef, Path], Path]:
         local = request.local_series.get(ref.series_instance_uid)
         if local is not None:
             return local
+        if request.source is not None:
+            from omas_idc.fetch.dicomweb import DicomwebService, fetch_series_dicomweb
+
+            service = DicomwebService.parse(request.source, token=request.dicomweb_token)
+            return fetch_series_dicomweb(
+                ref,
+                work_dir / "dicom",
+                service,
+                attempts=request.config.run.max_attempts,
+                check_contents=False,
+            ).path
         return fetch_series(ref, work_dir / "dicom", options).path
 
     return load
@@ -240,9 +267,16 @@ def execute_run(
     check_work_dir(request.work_dir)
     with work_lock(request.work_dir):
         try:
-            store = open_store(request.out, endpoint_url=request.endpoint_url)
+            store = open_store(
+                request.out,
+                endpoint_url=request.endpoint_url,
+                side_out=request.side_folder,
+                dicomweb_token=request.dicomweb_token,
+            )
             selected = list(refs) if refs is not None else _select(request)
             check_output_location(request.out, required_free_bytes(selected))
+            if request.out.startswith("dicomweb+"):  # side files and markers: a local folder
+                check_output_location(str(request.side_folder), required_free_bytes(selected))
         except ConfigurationError as err:
             write_refusal(request.work_dir, request.config.name, request.shard, err)
             raise
