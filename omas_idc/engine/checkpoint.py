@@ -5,6 +5,7 @@ weights, optimizer state, logging lists (numpy scalars among them), ``_best_ema`
 ``init_args``, ``trainer_name`` and ``inference_allowed_mirroring_axes``. We load it with
 ``torch.load(weights_only=True)`` and allow exactly the numpy types those dicts pickle; any other
 global (a class, a function: code) makes loading fail with :class:`~omas_idc.errors.ModelError`.
+The tests train nnU-Net's own ``nnUNetTrainer`` for an epoch and load its checkpoint this way.
 """
 
 from __future__ import annotations
