@@ -30,6 +30,24 @@ def test_notebook_is_stored_without_outputs_and_has_an_offline_switch(path: Path
     assert "OFFLINE = False" in _parameters_cell(book).source
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_installs_omas_idc_from_its_source_parameter(path: Path) -> None:
+    # No package named omas-idc is published yet: the source is a parameter (the published
+    # name, a wheel URL or a git URL), never a fixed name in the install cell.
+    book = nbformat.read(path, as_version=4)
+    parameters = _parameters_cell(book).source
+    assert 'OMAS_IDC_SOURCE = "omas-idc"' in parameters
+    for form in ("published name", "wheel URL", "git URL", "git+https://"):
+        assert form in parameters, f"{path.name}: the parameters cell documents {form!r}"
+    installs = [c for c in book.cells if c.cell_type == "code" and "%pip" in c.source]
+    assert len(installs) == 1
+    (install,) = installs
+    assert '%pip install -q "{OMAS_IDC_SOURCE}"' in install.source
+    assert "%pip install -q omas-idc" not in install.source
+    # Skipped where omas_idc is importable already (a local kernel, the offline run below).
+    assert 'if importlib.util.find_spec("omas_idc") is None:' in install.source
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_offline_top_to_bottom(path: Path, tmp_path: Path) -> None:
