@@ -63,7 +63,13 @@ def _rules(rows: list[Structure], name: str | None = None) -> set[str]:
 def test_shipped_catalog_passes_every_rule_and_its_sources_check_out(
     structures: list[Structure], labels: list[LabelRow], coding: Path
 ) -> None:
-    assert {row.model for row in labels} == {"cads", "totalseg", "omas-demo"}
+    assert {row.model for row in labels} == {
+        "cads",
+        "totalseg",
+        "totalseg-3mm",
+        "totalseg-6mm",
+        "omas-demo",
+    }
     report = validate_structures(structures, labels, reference_dir=coding)
     assert report.errors == []
     assert report.sources_checked
@@ -248,6 +254,8 @@ def test_unmapped_label_is_reported(structures: list[Structure], labels: list[La
     assert {str(i) for i in issues} == {
         "cads 554: [labels] label 11 is not mapped",
         "totalseg total: [labels] label 25 is not mapped",
+        "totalseg-3mm 297: [labels] label 25 is not mapped",
+        "totalseg-6mm 298: [labels] label 25 is not mapped",
     }
 
 
@@ -261,6 +269,10 @@ def test_label_of_an_unknown_structure_is_reported(
         "mean 'sternum'?",
         "totalseg total: [labels] label 25 (sacrum) names the unknown structure 'sacrum'. Did "
         "you mean 'sternum'?",
+        "totalseg-3mm 297: [labels] label 25 (sacrum) names the unknown structure 'sacrum'. "
+        "Did you mean 'sternum'?",
+        "totalseg-6mm 298: [labels] label 25 (sacrum) names the unknown structure 'sacrum'. "
+        "Did you mean 'sternum'?",
     }
     with pytest.raises(CatalogError, match="not in the catalog"):
         Catalog(rows, labels)
@@ -318,7 +330,13 @@ def test_indistinct_colours_in_one_label_map_are_reported(
     issues = validate_structures(rows, labels).errors
     assert {i.rule for i in issues} == {"color"}
     label_maps = {re.search(r"in the (.+) label map", i.message).group(1) for i in issues}  # type: ignore[union-attr]
-    assert label_maps == {"cads 551", "totalseg total", "omas-demo 900"}
+    assert label_maps == {
+        "cads 551",
+        "totalseg total",
+        "totalseg-3mm 297",
+        "totalseg-6mm 298",
+        "omas-demo 900",
+    }
     assert "kidney_right" in str(issues[0])
     assert "kidney_left" in str(issues[0])
 

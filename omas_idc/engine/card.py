@@ -120,6 +120,10 @@ class ModelCard:
     source
         The card file of a card whose result folders lie beside it (packaged models and
         users' families); ``None`` for built-in cards whose weights live in the cache.
+    reference
+        The tool whose pipeline the card reproduces, as the card's ``reference`` block says
+        (repository, package version, tag, commit, the source files of its settings); empty
+        where the card names none.
     """
 
     name: str
@@ -138,6 +142,7 @@ class ModelCard:
     labels: tuple[LabelRow, ...] = ()
     aliases: tuple[str, ...] = ()
     source: Path | None = None
+    reference: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -260,6 +265,7 @@ def _parse(
             labels=labels,
             aliases=tuple(str(a) for a in data.get("aliases", [])),
             source=source,
+            reference={str(k): str(v) for k, v in data.get("reference", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"{where} is malformed: {err!r}") from err
