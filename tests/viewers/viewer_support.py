@@ -25,11 +25,14 @@ from omas_idc.catalog.model import Structure
 from omas_idc.phantom import PhantomOptions, make_phantom
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Where .ci/run installs OHIF's dist, puppeteer-core and slicer-core's venv (git-ignored).
+#: Where .ci/run installs OHIF's dist and puppeteer-core (git-ignored).
 VIEWERS = Path(os.environ.get("OMAS_IDC_VIEWERS", ROOT / ".viewers"))
 OHIF_DIST = VIEWERS / "ohif" / "package" / "dist"
 NODE_MODULES = VIEWERS / "node" / "node_modules"
-SLICER_PYTHON = VIEWERS / "slicer-venv" / "bin" / "python"
+#: slicer-core's own venv (its VTK), built by .ci/run for the Slicer module's tests too.
+SLICER_PYTHON = Path(
+    os.environ.get("OMAS_IDC_SLICER_PYTHON", ROOT / ".venv-slicer" / "bin" / "python")
+)
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 #: Screenshots and logs kept for people to look at (git-ignored).
 ARTIFACTS = ROOT / "test-artifacts" / "viewers"
@@ -68,14 +71,16 @@ class Case:
     """One acquisition's run outputs and truth.
 
     ``truth`` is the phantom's label map in the demo model's numbering (z, y, x on the source
-    grid), ``affine`` its voxel (i, j, k as x, y, z indices) -> LPS matrix, ``segs`` the SEG
-    file per layout, ``structures`` the catalog entry per label.
+    grid), ``encoded`` the demo model's label map that the SEGs hold, ``affine`` the voxel
+    (x, y, z indices) -> LPS matrix, ``segs`` the SEG file per layout, ``structures`` the
+    catalog entry per label.
     """
 
     name: str
     series_dir: Path
     study_instance_uid: str
     truth: npt.NDArray[np.uint8]
+    encoded: npt.NDArray[np.uint8]
     affine: npt.NDArray[np.float64]
     segs: dict[str, Path]
     series_descriptions: dict[str, str]
@@ -89,7 +94,7 @@ class Case:
     def interior_point(self, label: int) -> tuple[int, int, int]:
         """A voxel deep inside ``label``: its in-plane 3x3 neighbourhood is all ``label``, on
         the slice where that interior is largest, nearest to the interior's centroid."""
-        mask = self.truth == label
+        mask = (self.truth == label) & (self.encoded == label)
         inside = ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3), dtype=bool))
         if not inside.any():
             inside = mask
@@ -146,6 +151,12 @@ def make_case(name: str, options: PhantomOptions, root: Path) -> Case:
     truth = np.zeros(phantom.labels.shape, dtype=np.uint8)
     for label, structure in DEMO_LABELS.items():
         truth[phantom.labels == by_name[structure]] = label
+    import nibabel as nib
+
+    # omas-idc writes the NIfTI on the series' own grid, data in (x, y, z) order.
+    image = nib.load(labels / f"{MODEL}_{TASK}.nii.gz")
+    encoded = np.asarray(image.dataobj, dtype=np.uint8).transpose(2, 1, 0)
+    assert encoded.shape == truth.shape, (encoded.shape, truth.shape)
     catalog = load_catalog()
     resolved = catalog.resolve_labels(MODEL, TASK, {k: v for k, v in DEMO_LABELS.items()})
     return Case(
@@ -153,6 +164,7 @@ def make_case(name: str, options: PhantomOptions, root: Path) -> Case:
         series_dir=root / "ct",
         study_instance_uid=phantom.study_instance_uid,
         truth=truth,
+        encoded=encoded,
         affine=np.asarray(phantom.geometry.affine, dtype=np.float64),
         segs=segs,
         series_descriptions=descriptions,
