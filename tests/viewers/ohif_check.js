@@ -98,14 +98,17 @@ async function showSlice(point) {
       const probes = await page.evaluate((points) => {
         const { viewport } = window.cornerstone.getEnabledElements()[0];
         const rect = viewport.canvas.getBoundingClientRect();
-        return points.map((p) => {
+        const clip = { x: Math.floor(rect.left), y: Math.floor(rect.top),
+          width: Math.floor(rect.width), height: Math.floor(rect.height) };
+        // Positions in the screenshot of the viewport (clip), in CSS pixels (scale 1).
+        return { clip, probes: points.map((p) => {
           const [x, y] = viewport.worldToCanvas(p.world);
-          return { ...p, page: [rect.left + x, rect.top + y] };
-        });
+          return { ...p, pixel: [rect.left + x - clip.x, rect.top + y - clip.y] };
+        }) };
       }, view.probes);
       const file = path.join(spec.out, `${view.name}.png`);
-      await page.screenshot({ path: file });
-      report.views.push({ name: view.name, file, ...shown, probes });
+      await page.screenshot({ path: file, clip: probes.clip });
+      report.views.push({ name: view.name, file, ...shown, clip: probes.clip, probes: probes.probes });
     }
     report.seconds = seconds();
   } finally {

@@ -66,7 +66,7 @@ def _views(case: Case) -> list[dict[str, object]]:
 
 
 def _drawn(image: Image.Image, xy: list[float]) -> tuple[int, int, int]:
-    """The median colour of the 3x3 screen pixels around a page position."""
+    """The median colour of the 3x3 screen pixels around a position in the screenshot."""
     x, y = round(xy[0]), round(xy[1])
     patch = np.asarray(image.convert("RGB"))[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
     return tuple(int(v) for v in np.median(patch, axis=0))  # type: ignore[return-value]
@@ -111,8 +111,8 @@ def test_ohif_draws_each_segment_in_its_colour_where_the_truth_is(
         assert view["offPlaneMm"] < 0.5, view
         image = Image.open(view["file"])
         for probe in view["probes"]:
-            drawn[probe["key"]] = _drawn(image, probe["page"])
-            page_x[probe["key"]] = probe["page"][0]
+            drawn[probe["key"]] = _drawn(image, probe["pixel"])
+            page_x[probe["key"]] = probe["pixel"][0]
     wrong = {
         name: {
             "drawn": drawn[name],
