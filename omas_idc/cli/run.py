@@ -93,9 +93,27 @@ def run(
         "--postprocessing/--no-postprocessing",
         help="The recipe's post-processing (CADS's rules); default: the configuration's.",
     ),
+    structures: list[str] | None = typer.Option(
+        None,
+        help="Only these structures (comma-separated or repeated): only the tasks that label "
+        "them run, other labels are 0 (TotalSegmentator's --roi_subset).",
+    ),
+    speed: str | None = typer.Option(
+        None,
+        help="reference (the card's settings) or quick (body crop, tile step 0.75, labels "
+        "resampled); not TotalSegmentator's --fast (--model totalseg-3mm).",
+    ),
+    body_crop: bool | None = typer.Option(
+        None, "--body-crop/--no-body-crop", help="Sliding window inside the body's box only."
+    ),
+    tile_step: float | None = typer.Option(None, help="Tile step (fraction of the patch)."),
+    resample: str | None = typer.Option(None, help="logits (nnU-Net) or labels (faster)."),
+    fast: bool = typer.Option(False, "--fast", hidden=True, help="Retired: see --speed."),
 ) -> None:
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
     from omas_idc.cli.errors import fail
+    from omas_idc.engine.speed import fast_option_error
+    from omas_idc.engine.structures import parse_structures
     from omas_idc.errors import ConfigurationError
     from omas_idc.fetch.dicomweb import TOKEN_VARIABLE, DicomwebService
     from omas_idc.run.engine_setup import build_engine
@@ -104,6 +122,9 @@ def run(
     from omas_idc.run.runner import RunRequest, check_run
 
     try:
+        if fast:
+            raise fail(fast_option_error())
+        chosen = parse_structures(structures)
         settings = _config(config, collection)
         overrides = {
             k: v
@@ -113,6 +134,11 @@ def run(
                 "device": device,
                 "weights_dir": weights_dir,
                 "postprocessing": postprocessing,
+                "speed": speed,
+                "body_crop": body_crop,
+                "tile_step_size": tile_step,
+                "resample": resample,
+                **({"structures": chosen, "tasks": ()} if chosen else {}),
             }.items()
             if v is not None
         }

@@ -34,17 +34,38 @@ def segment(
     weights_dir: Path | None = typer.Option(
         None, "--weights-dir", help="Weights cache (default: the user cache folder)."
     ),
-    fast: bool = typer.Option(
-        False,
-        "--fast",
-        help="CPU settings: body crop, tile step 0.75, labels resampled instead of logits.",
+    structures: list[str] | None = typer.Option(
+        None,
+        "--structures",
+        help="Only these structures (catalog names, comma-separated or repeated): only the tasks "
+        "that label them run (and their dependencies); other labels are 0 in the outputs, as "
+        "TotalSegmentator's --roi_subset.",
     ),
-    body_crop: bool = typer.Option(
-        False, "--body-crop", help="Run the sliding window only inside the body's bounding box."
+    speed: str = typer.Option(
+        "reference",
+        "--speed",
+        help="reference: the card's settings (its tool's pipeline); quick: body crop, tile step "
+        "0.75 and labels resampled instead of logits (changes the labels; faster on CPU). Not "
+        "TotalSegmentator's --fast, which is --model totalseg-3mm.",
+    ),
+    body_crop: bool | None = typer.Option(
+        None,
+        "--body-crop/--no-body-crop",
+        help="Run the sliding window only inside the body's bounding box (default: --speed's).",
     ),
     tile_step_size: float | None = typer.Option(
-        None, "--tile-step", help="Tile step as a fraction of the patch (default: the card's)."
+        None,
+        "--tile-step",
+        help="Tile step as a fraction of the patch (default: --speed's; reference: the card's, "
+        "0.8 for TotalSegmentator, 0.5 for CADS).",
     ),
+    resample: str | None = typer.Option(
+        None,
+        "--resample",
+        help="What goes back to the source grid: logits (nnU-Net's way) or labels (nearest "
+        "neighbour; faster, coarser borders). Default: --speed's.",
+    ),
+    fast: bool = typer.Option(False, "--fast", hidden=True, help="Retired: see --speed."),
     batch_size: int = typer.Option(2, "--batch-size", help="Tiles per forward pass."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     series_uid: str | None = typer.Option(
@@ -68,12 +89,17 @@ def segment(
     result folder.
 
     The label maps lie on the series' own grid (NIfTI written by omas-idc, no reorientation).
+    ``--speed reference`` (the default) runs the card's settings, its tool's pipeline;
+    ``--speed quick`` and ``--body-crop``, ``--tile-step``, ``--resample labels`` trade accuracy
+    for time (:mod:`omas_idc.engine.speed`).
     """
     from rich.console import Console
 
     from omas_idc.cli.errors import fail
     from omas_idc.engine.model import load_model
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+    from omas_idc.engine.speed import fast_option_error, speed_settings
+    from omas_idc.engine.structures import parse_structures
     from omas_idc.errors import OmasIdcError
     from omas_idc.nifti import write_nifti
     from omas_idc.read import read_series
@@ -81,25 +107,30 @@ def segment(
     console = Console(highlight=False)
     err_console = Console(stderr=True, highlight=False)
     try:
+        if fast:
+            raise fast_option_error()
+        chosen = speed_settings(
+            speed, body_crop=body_crop, tile_step_size=tile_step_size, resample=resample
+        )
         config = SegmenterConfig(
             device=device,
             batch_size=batch_size,
-            tile_step_size=tile_step_size
-            if tile_step_size is not None
-            else (0.75 if fast else None),
+            tile_step_size=chosen.tile_step_size,
             threads=threads,
-            body_crop=body_crop or fast,
-            resample_logits=not fast,
+            body_crop=chosen.body_crop,
+            resample_logits=chosen.resample_logits,
             postprocessing=postprocessing,
         )
-        volume = read_series(series_dir, series_instance_uid=series_uid)
+        # the model (and the structures asked for) first: an option's error before any reading
         loaded = load_model(
             model,
             weights_dir=weights_dir if weights_dir is not None else _default_root(model),
             variant=variant,
             tasks=tasks or None,
             device=device,
+            structures=parse_structures(structures) or None,
         )
+        volume = read_series(series_dir, series_instance_uid=series_uid)
         with Segmenter(loaded, config) as segmenter:
             labelmaps = segmenter.segment(volume)
         out.mkdir(parents=True, exist_ok=True)
@@ -126,6 +157,8 @@ def segment(
             "model_version": loaded.card.version,
             "variant": loaded.variant,
             "postprocessing": postprocessing,
+            "speed": chosen.describe(),
+            "structures": list(parse_structures(structures)) or None,
             "tasks": summary,
         }
         (out / "labels.json").write_text(json.dumps(document, indent=1))

@@ -89,6 +89,14 @@ class MergeSpec:
     task: str
     offsets: Mapping[str, int]
 
+    def part_of(self, label: int) -> str:
+        """The part task whose labels hold ``label`` of the combined map: the one with the
+        largest offset below it (parts' labels are consecutive from their offset + 1)."""
+        below = [(offset, task) for task, offset in self.offsets.items() if offset < label]
+        if not below:
+            raise ModelError(f"label {label} of the combined task {self.task!r} is in no part")
+        return max(below)[1]
+
 
 @dataclass(frozen=True)
 class ModelCard:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from omas_idc.engine.card import ModelCard, TaskCard, load_card
 from omas_idc.engine.checkpoint import load_checkpoint
 from omas_idc.engine.modelfolder import ModelFolder, load_model_folder
 from omas_idc.engine.network import build_network, load_weights
-from omas_idc.errors import ModelError
+from omas_idc.engine.structures import select_structures
+from omas_idc.errors import ConfigurationError, ModelError
 
 __all__ = ["LoadedTask", "SegmentationModel", "load_model"]
 
@@ -44,12 +45,17 @@ class LoadedTask:
 
 @dataclass(eq=False)
 class SegmentationModel:
-    """A card with its tasks loaded."""
+    """A card with its tasks loaded.
+
+    ``keep`` (from ``structures``): output task id -> the label values to write; tasks not in
+    it are run for their dependants only. ``None``: every label of every task.
+    """
 
     card: ModelCard
     tasks: list[LoadedTask]
     variant: str
     device: torch.device
+    keep: Mapping[str, frozenset[int]] | None = None
 
 
 def _folder_for(card: ModelCard, task: TaskCard, root: Path, variant: str) -> Path:
@@ -71,6 +77,7 @@ def load_model(
     tasks: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     mirroring: bool | None = None,
+    structures: Sequence[str] | None = None,
 ) -> SegmentationModel:
     """Load a model's networks onto ``device``.
 
@@ -90,6 +97,18 @@ def load_model(
     mirroring
         Override the card's test-time mirroring wish (applied only on axes the checkpoint
         allows).
+    structures
+        Catalog structure names: only the tasks that label them (and their dependencies) are
+        loaded, and the segmenter writes only these structures (TotalSegmentator's
+        ``roi_subset``). Not together with ``tasks``.
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown variant or structure (with the closest names), or ``tasks`` and
+        ``structures`` together.
+    ModelError
+        For weights that are missing or cannot be loaded.
     """
     device = torch.device(device)
     root: Path | None = Path(weights_dir) if weights_dir is not None else None
@@ -124,10 +143,28 @@ def load_model(
         raise ModelError(f"no weights folder given for model {card.name!r}")
     chosen_variant = card.variant(variant)
     want_mirror = card.mirroring if mirroring is None else mirroring
-    loaded = []
-    for task in card.resolve_tasks(list(tasks) if tasks else None):
+
+    def folder_of(task: TaskCard) -> ModelFolder:
+        assert root is not None
         path = root if not task.trainer else _folder_for(card, task, root, chosen_variant)
-        folder = load_model_folder(path, task.configuration, task.folds or None)
+        return load_model_folder(path, task.configuration, task.folds or None)
+
+    wanted = list(tasks) if tasks else None
+    keep = None
+    if structures:
+        if tasks:
+            raise ConfigurationError(
+                "tasks and structures were both given; give one: structures run the tasks "
+                "that label them (and the tasks those depend on)",
+                reason="option",
+            )
+        # a card without label rows names its labels by structure in its folders
+        folder_labels = None if card.labels else {t.id: folder_of(t).labels for t in card.tasks}
+        selection = select_structures(card, list(structures), folder_labels)
+        wanted, keep = list(selection.tasks), selection.keep
+    loaded = []
+    for task in card.resolve_tasks(wanted):
+        folder = folder_of(task)
         networks = []
         axes: tuple[int, ...] | None = None
         for fold in folder.folds:
@@ -145,4 +182,6 @@ def load_model(
             )
         )
         logger.info("loaded %s task %s (%d folds)", card.name, task.id, len(networks))
-    return SegmentationModel(card=card, tasks=loaded, variant=chosen_variant, device=device)
+    return SegmentationModel(
+        card=card, tasks=loaded, variant=chosen_variant, device=device, keep=keep
+    )

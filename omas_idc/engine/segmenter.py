@@ -45,6 +45,7 @@ from omas_idc.engine.preprocessing import (
 from omas_idc.engine.recipes import merge_labelmaps, postprocess
 from omas_idc.engine.resampling import compute_new_shape, resample_slabs
 from omas_idc.engine.sliding_window import WindowGrid, gaussian_importance, patch_padding
+from omas_idc.engine.structures import keep_structures
 from omas_idc.errors import ConfigurationError, InferenceError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
@@ -641,7 +642,9 @@ class Segmenter:
                 )
             )
         if self.model.card.merge is not None:
-            return merge_labelmaps(out, self.model.card.merge)
+            out = merge_labelmaps(out, self.model.card.merge)
+        if self.model.keep is not None:
+            out = keep_structures(out, self.model.keep)
         return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from omas_idc.choices import suggestion
 from omas_idc.encode.seg import LAYOUTS
+from omas_idc.engine.speed import SpeedSettings, speed_settings
 from omas_idc.errors import ConfigurationError
 from omas_idc.resources import pipelines_dir
 
@@ -51,15 +52,44 @@ class SelectionSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The model to run: a card name (``cads``, ``totalseg``, ``demo``) or a folder path."""
+    """The model to run: a card name (``cads``, ``totalseg``, ``demo``) or a folder path.
+
+    ``speed`` is a preset of :mod:`omas_idc.engine.speed` (``reference``: the card's settings;
+    ``quick``: body crop, tile step 0.75, labels resampled); ``body_crop``, ``tile_step_size``
+    and ``resample`` (``logits`` or ``labels``) replace the preset's where set. ``structures``
+    runs only the tasks that label them and writes only them.
+    """
 
     name: str = "cads"
     variant: str = ""
     tasks: tuple[str, ...] = ()
+    structures: tuple[str, ...] = ()
     device: str = "auto"
-    body_crop: bool = False
+    speed: str = "reference"
+    body_crop: bool | None = None
+    tile_step_size: float | None = None
+    resample: str | None = None
     weights_dir: str | None = None
     postprocessing: bool = True
+
+    def __post_init__(self) -> None:
+        # Checked here, so that a TOML file and a command-line override are refused alike.
+        self.speed_settings()
+        if self.tasks and self.structures:
+            raise ConfigurationError(
+                "model.tasks and model.structures were both given; give one: structures run "
+                "the tasks that label them (and the tasks those depend on)",
+                reason="invalid-setting",
+            )
+
+    def speed_settings(self) -> SpeedSettings:
+        """The engine's speed settings: the preset with the explicit settings on top."""
+        return speed_settings(
+            self.speed,
+            body_crop=self.body_crop,
+            tile_step_size=self.tile_step_size,
+            resample=self.resample,
+        )
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,9 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
 
     ``settings.name`` is a built-in card's name or alias (``cads``, ``totalseg``, ``demo``), a
     card ``.json`` or family folder, or an nnU-Net result folder. The labels of its outputs
-    are coded with :func:`model_catalog`'s catalog.
+    are coded with :func:`model_catalog`'s catalog. ``settings.speed`` and its explicit
+    settings choose the engine's speed settings; ``settings.structures`` the tasks loaded and
+    the labels written.
     """
     from omas_idc.engine.model import load_model
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
@@ -82,6 +84,7 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         variant=settings.variant or None,
         tasks=list(settings.tasks) or None,
         device=device,
+        structures=list(settings.structures) or None,
     )
     card = model.card
     info = ModelInfo(
@@ -93,11 +96,14 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         device=device,
     )
     threads = cpu_engine_threads(os.cpu_count() or 1) if device == "cpu" else None
+    speed = settings.speed_settings()
     engine = Segmenter(
         model,
         SegmenterConfig(
             device=device,
-            body_crop=settings.body_crop,
+            body_crop=speed.body_crop,
+            tile_step_size=speed.tile_step_size,
+            resample_logits=speed.resample_logits,
             threads=threads,
             postprocessing=settings.postprocessing,
         ),
