@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "slicer" / "OmasIDC" / "OmasIDC.py"
 SLICER_PYTHON = ROOT / ".venv-slicer" / "bin" / "python"
-ARTIFACTS = ROOT / "tests" / "slicer" / "artifacts"
+ARTIFACTS = ROOT / "test-artifacts" / "slicer"
 
 
 def _test_names() -> list[str]:
