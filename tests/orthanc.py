@@ -2,7 +2,10 @@
 
 Orthanc runs from its own configuration file in a temporary folder: HTTP on a free
 127.0.0.1 port, DICOM port off, no remote access, the DICOMweb plugin at ``/dicom-web/``,
-its database in that folder; it is stopped by its PID. Debian packages: ``orthanc``,
+its database in that folder; it is stopped by its PID. With ``token`` set, Orthanc asks for
+``Authorization: Bearer <token>`` (a Lua filter; a wrong token gets 403), and with
+``basic_user`` every request without the basic credentials ``omas:omas`` gets 401, as a
+DICOMweb service answers an unknown token. Debian packages: ``orthanc``,
 ``orthanc-dicomweb``. Import it from a test module with ``from orthanc import ...`` (pytest puts
 ``tests/`` on ``sys.path`` for its conftest) or use the fixture in a conftest::
 
@@ -14,6 +17,7 @@ its database in that folder; it is stopped by its PID. Debian packages: ``orthan
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -58,22 +62,29 @@ class OrthancServer:
     url: str
     pid: int
     folder: Path
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def dicomweb(self) -> str:
         return f"{self.url}/dicom-web"
 
+    def _request(self, path: str, **kwargs: Any) -> urllib.request.Request:
+        request = urllib.request.Request(self.url + path, **kwargs)
+        for name, value in self.headers:
+            request.add_header(name, value)
+        return request
+
     def get_json(self, path: str) -> Any:
         """GET ``url + path`` as JSON."""
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+        with urllib.request.urlopen(self._request(path), timeout=30) as response:
             return json.load(response)
 
     def upload(self, files: Iterable[Path]) -> list[str]:
         """POST each DICOM file to ``/instances``; the Orthanc IDs of the instances."""
         ids = []
         for path in files:
-            request = urllib.request.Request(
-                f"{self.url}/instances",
+            request = self._request(
+                "/instances",
                 data=Path(path).read_bytes(),
                 headers={"Content-Type": "application/dicom"},
                 method="POST",
@@ -88,7 +99,7 @@ class OrthancServer:
     def clear(self) -> None:
         """Delete every patient (and so every study, series and instance)."""
         for patient in self.get_json("/patients"):
-            request = urllib.request.Request(f"{self.url}/patients/{patient}", method="DELETE")
+            request = self._request(f"/patients/{patient}", method="DELETE")
             urllib.request.urlopen(request, timeout=30).close()
 
 
@@ -120,8 +131,17 @@ def _config(folder: Path, port: int) -> dict[str, Any]:
 
 
 @contextmanager
-def orthanc_server(folder: Path, timeout_s: float = 60.0) -> Iterator[OrthancServer]:
+def orthanc_server(
+    folder: Path,
+    timeout_s: float = 60.0,
+    *,
+    token: str | None = None,
+    basic_user: bool = False,
+) -> Iterator[OrthancServer]:
     """Start Orthanc with its own configuration and database in ``folder``; stop it by PID.
+
+    ``token`` and ``basic_user`` make it ask for credentials (see the module docstring); the
+    returned server's own requests carry them.
 
     Raises
     ------
@@ -133,14 +153,33 @@ def orthanc_server(folder: Path, timeout_s: float = 60.0) -> Iterator[OrthancSer
         raise RuntimeError(missing)
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
+    settings = _config(folder, port)
+    headers: list[tuple[str, str]] = []
+    if token is not None:
+        # Orthanc's own authentication knows HTTP basic users only: a Lua filter lets through
+        # the requests that carry the bearer token; the others get 403.
+        lua = folder / "bearer.lua"
+        lua.write_text(
+            "function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n"
+            f"  return headers['authorization'] == 'Bearer {token}'\n"
+            "end\n"
+        )
+        settings["LuaScripts"] = [str(lua)]
+        headers.append(("Authorization", f"Bearer {token}"))
+    if basic_user:
+        settings["AuthenticationEnabled"] = True
+        settings["RegisteredUsers"] = {"omas": "omas"}
+        headers.append(("Authorization", "Basic " + base64.b64encode(b"omas:omas").decode()))
     config = folder / "orthanc.json"
-    config.write_text(json.dumps(_config(folder, port), indent=1))
+    config.write_text(json.dumps(settings, indent=1))
     log = folder / "orthanc.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["Orthanc", str(config)], stdout=out, stderr=subprocess.STDOUT, cwd=folder
         )
-    server = OrthancServer(url=f"http://127.0.0.1:{port}", pid=process.pid, folder=folder)
+    server = OrthancServer(
+        url=f"http://127.0.0.1:{port}", pid=process.pid, folder=folder, headers=tuple(headers)
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while True:
