@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from omas_idc.cli.options import checked_layout, checked_timestamp
+from omas_idc.cli.options import checked_layout, checked_timestamp, model_family_name
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,6 +51,7 @@ def encode(
     # Encoding needs the grid and the source headers, not the HU values: pixels stay unread.
     volume = read_series_headers(series_dir, series_instance_uid=series_uid)
     catalog = load_catalog()
+    model = model_family_name(model)
     structures = catalog.labels_for(model, task)
     try:
         array, affine = read_nifti(labels)

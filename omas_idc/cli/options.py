@@ -10,7 +10,7 @@ from datetime import datetime
 
 import typer
 
-__all__ = ["checked_layout", "checked_timestamp"]
+__all__ = ["checked_layout", "checked_timestamp", "model_family_name"]
 
 
 def checked_layout(value: str) -> str:
@@ -29,3 +29,14 @@ def checked_timestamp(value: str | None) -> datetime:
         return datetime.fromisoformat(value) if value else datetime.now()
     except ValueError as err:
         raise typer.BadParameter(f"--timestamp {value!r} is not ISO 8601") from err
+
+
+def model_family_name(value: str) -> str:
+    """The model family name the catalog's label rows use for ``value``: a built-in card's
+    alias (``demo``) becomes its card's name (``omas-demo``); any other value is kept."""
+    from omas_idc.engine.card import builtin_cards
+
+    for card in builtin_cards().values():
+        if value in card.aliases:
+            return card.name
+    return value

@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from omas_idc.catalog import load_catalog
+        from omas_idc.cli.options import model_family_name
         from omas_idc.encode import Provenance, write_dataset
         from omas_idc.encode.segread import (
             labelmaps_from_segs,
@@ -44,6 +45,8 @@ def register(app: typer.Typer) -> None:
         # Errors (a file that is not a SEG of this series, a series that cannot be read) are
         # reported by omas_idc.cli.errors: one classified line, exit 2.
         catalog = load_catalog()
+        if model is not None:
+            model = model_family_name(model)
         volume = read_series(series_dir)
         datasets = [read_seg(path) for path in segs]
         labelmaps = labelmaps_from_segs(volume, datasets, catalog, model)

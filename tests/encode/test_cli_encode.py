@@ -152,3 +152,31 @@ def test_read_nifti_refuses_a_truncated_file_with_a_value_error(tmp_path: Path) 
         read_nifti(bad)
     with pytest.raises(ValueError, match="4-D image"):
         read_nifti(_bad_nifti("four-d", labels, tmp_path))
+
+
+def test_encode_takes_a_built_in_models_alias_as_its_name(tmp_path: Path) -> None:
+    """``--model demo`` (the packaged demo's alias, as ``segment`` and ``run`` take it) encodes
+    the demo's label numbers exactly as ``--model omas-demo`` does: the same SEG, byte for byte."""
+    series, labels_551, truth = _task_551_nifti(tmp_path, flip_rows=False)
+    catalog = load_catalog()
+    demo = {s.name: value for value, s in catalog.labels_for("omas-demo", "900").items()}
+    cads = {s.name: value for value, s in catalog.labels_for("cads", "551").items()}
+    image = nib.load(labels_551)
+    data = np.asarray(image.dataobj)
+    remapped = np.zeros_like(data)
+    for name in ("liver", "spleen"):
+        remapped[data == cads[name]] = demo[name]
+    path = tmp_path / "demo_labels.nii.gz"
+    nib.save(nib.Nifti1Image(remapped, image.affine), path)
+    written = []
+    for model in ("demo", "omas-demo"):
+        out = tmp_path / model
+        result = _omas_idc(
+            "encode", str(series), str(path), "--model", model, "--task", "900",
+            "--out", str(out), "--timestamp", "2026-02-03T04:05:06",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        (seg,) = out.glob("*.dcm")
+        written.append(seg.read_bytes())
+    assert written[0] == written[1]
+    assert (truth == cads["liver"]).any()
