@@ -1,0 +1,66 @@
+"""The engine holds the accumulators of one group of tasks at a time (issue 20: memory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from nnunet_reference import volume_from_phantom
+
+from omas_idc.engine.card import load_card
+from omas_idc.engine.model import load_model
+from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
+from omas_idc.phantom import PhantomOptions
+
+
+class _Recording(Segmenter):
+    """Records the groups whose jobs are active (accumulators allocated) at each step."""
+
+    groups_at_once: list[int]
+
+    def _step(self, active):  # type: ignore[no-untyped-def]
+        self.groups_at_once.append(len({job.key for job in active}))
+        super()._step(active)
+
+
+def test_jobs_of_other_groups_wait_until_the_active_group_is_done(tmp_path: Path) -> None:
+    card = load_card("cads")
+    for i, task_id in enumerate(("551", "559")):
+        task = card.task(task_id)
+        make_model_folder(
+            tmp_path,
+            SyntheticModel(
+                dataset_id=int(task_id),
+                dataset_name=task.dataset.split("_", 1)[1],
+                labels=("a", "b"),
+                trainer_name=task.trainer,
+                plans_name=task.plans,
+                patch_size=(8, 8, 8),
+                spacing=(6.0, 6.0, 6.0),
+                n_stages=2,
+                mirror_axes=None,
+                intensity=(40.0 + 10 * i, 250.0, -1000.0, 1500.0),  # two groups
+                seed=i,
+            ),
+        )
+    model = load_model(card, weights_dir=tmp_path, tasks=["551", "559"])
+    volumes = [
+        volume_from_phantom(
+            PhantomOptions(seed=s, shape=(12, 16, 16), pixel_spacing=(6.0, 6.0), slice_spacing=6.0)
+        )
+        for s in (0, 1)
+    ]
+    engine = _Recording(model, SegmenterConfig(batch_size=2, postprocessing=False))
+    engine.groups_at_once = []
+    with engine:
+        futures = [engine.submit(volume) for volume in volumes]
+        results = [future.result() for future in futures]
+    # plenty of memory (8 GB) for both groups of both series, yet one group at a time
+    assert engine.groups_at_once
+    assert max(engine.groups_at_once) == 1
+    with Segmenter(model, SegmenterConfig(postprocessing=False)) as alone:
+        for volume, maps in zip(volumes, results, strict=True):
+            assert [m.task for m in maps] == ["551", "559"]
+            for ours, single in zip(maps, alone.segment(volume), strict=True):
+                assert np.array_equal(ours.array, single.array)
