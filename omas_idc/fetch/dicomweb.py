@@ -19,9 +19,7 @@ not help.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from requests import RequestException
 
 from omas_idc.atomic import atomic_output
 from omas_idc.errors import ConfigurationError, FetchError, OmasIdcError
-from omas_idc.fetch.fetcher import FetchResult
+from omas_idc.fetch.fetcher import FetchResult, fetch_each, fetch_with_retries
 from omas_idc.fetch.verify import is_verified, verify_series, write_marker
 from omas_idc.paths import inside, path_part
 from omas_idc.series_ref import SeriesRef, check_ref, check_uid
@@ -321,36 +319,16 @@ def fetch_series_dicomweb(
         ``reason="unauthorized"``: the service refused the token.
     """
     check_ref(ref, where)
-    series_dir = out_dir / ref.relative_dir()
     if is_verified(out_dir, ref):
-        return FetchResult(ref.series_instance_uid, "cached", series_dir)
-    start = time.monotonic()
-    delay = backoff_s
-    for attempt in range(1, attempts + 1):
-        try:
-            received = _fetch_once(ref, out_dir, service, check_contents)
-        except FetchError as err:
-            if attempt == attempts or err.reason not in _RETRYABLE:
-                raise
-            logger.warning(
-                "series %s: attempt %d failed (%s); retrying in %.1f s",
-                ref.series_instance_uid,
-                attempt,
-                err.reason,
-                delay,
-            )
-            time.sleep(delay)
-            delay *= 2
-            continue
-        return FetchResult(
-            ref.series_instance_uid,
-            "downloaded",
-            series_dir,
-            files_downloaded=received,
-            attempts=attempt,
-            seconds=time.monotonic() - start,
-        )
-    raise AssertionError("unreachable: the loop returns or raises")
+        return FetchResult(ref.series_instance_uid, "cached", out_dir / ref.relative_dir())
+    return fetch_with_retries(
+        ref,
+        out_dir,
+        lambda: _fetch_once(ref, out_dir, service, check_contents),
+        attempts=attempts,
+        backoff_s=backoff_s,
+        retryable=_RETRYABLE,
+    )
 
 
 def fetch_selection_dicomweb(
@@ -371,34 +349,13 @@ def fetch_selection_dicomweb(
         One per series, in the order of ``refs``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    def run(number: int, ref: SeriesRef) -> FetchResult:
-        start = time.monotonic()
-        try:
-            result = fetch_series_dicomweb(
-                ref,
-                out_dir,
-                service,
-                attempts=attempts,
-                backoff_s=backoff_s,
-                where=f"selection row {number}",
-            )
-        except Exception as err:  # noqa: BLE001 - the one place that isolates a failing series
-            known = err if isinstance(err, OmasIdcError) else None
-            result = FetchResult(
-                ref.series_instance_uid,
-                "failed",
-                out_dir / ref.relative_dir(),
-                attempts=attempts,
-                seconds=time.monotonic() - start,
-                error_class=type(err).__name__,
-                reason=known.reason if known else "unexpected",
-                message=str(err),
-            )
-            logger.error("%s", err)
-        if on_result is not None:
-            on_result(result)
-        return result
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(run, range(len(refs)), refs))
+    return fetch_each(
+        refs,
+        out_dir,
+        lambda ref, where: fetch_series_dicomweb(
+            ref, out_dir, service, attempts=attempts, backoff_s=backoff_s, where=where
+        ),
+        workers=workers,
+        attempts=attempts,
+        on_result=on_result,
+    )

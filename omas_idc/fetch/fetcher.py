@@ -30,7 +30,15 @@ from omas_idc.fetch.verify import check_dicom_file, is_verified, verify_series, 
 from omas_idc.paths import inside
 from omas_idc.series_ref import SeriesRef, check_ref
 
-__all__ = ["FetchOptions", "FetchResult", "check_disk_space", "fetch_selection", "fetch_series"]
+__all__ = [
+    "FetchOptions",
+    "FetchResult",
+    "check_disk_space",
+    "fetch_each",
+    "fetch_selection",
+    "fetch_series",
+    "fetch_with_retries",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -280,17 +288,44 @@ def fetch_series(
     """
     check_ref(ref, where)
     options = options or FetchOptions()
-    series_dir = out_dir / ref.relative_dir()
-    start = time.monotonic()
     if is_verified(out_dir, ref):
-        return FetchResult(ref.series_instance_uid, "cached", series_dir)
+        return FetchResult(ref.series_instance_uid, "cached", out_dir / ref.relative_dir())
     s5 = options.client()
-    delay = options.backoff_s
-    for attempt in range(1, options.attempts + 1):
+    return fetch_with_retries(
+        ref,
+        out_dir,
+        lambda: _fetch_once(ref, out_dir, options, s5),
+        attempts=options.attempts,
+        backoff_s=options.backoff_s,
+        retryable=RETRYABLE,
+    )
+
+
+def fetch_with_retries(
+    ref: SeriesRef,
+    out_dir: Path,
+    fetch_once: Callable[[], int],
+    *,
+    attempts: int,
+    backoff_s: float,
+    retryable: frozenset[str],
+) -> FetchResult:
+    """Run ``fetch_once`` (one try at a series; returns the files received) up to ``attempts``
+    times, waiting ``backoff_s`` before the second try and twice as long before each further
+    one, while the :class:`FetchError` it raises has a ``reason`` in ``retryable``.
+
+    Raises
+    ------
+    FetchError
+        The last attempt's, or the first one whose reason a retry cannot change.
+    """
+    start = time.monotonic()
+    delay = backoff_s
+    for attempt in range(1, attempts + 1):
         try:
-            copied = _fetch_once(ref, out_dir, options, s5)
+            received = fetch_once()
         except FetchError as err:
-            if attempt == options.attempts or err.reason not in RETRYABLE:
+            if attempt == attempts or err.reason not in retryable:
                 raise
             logger.warning(
                 "series %s: attempt %d failed (%s); retrying in %.1f s",
@@ -305,8 +340,8 @@ def fetch_series(
         return FetchResult(
             ref.series_instance_uid,
             "downloaded",
-            series_dir,
-            files_downloaded=copied,
+            out_dir / ref.relative_dir(),
+            files_downloaded=received,
             attempts=attempt,
             seconds=time.monotonic() - start,
         )
@@ -349,17 +384,40 @@ def fetch_selection(
     needed = check_disk_space(refs, out_dir, options.disk_margin)
     logger.info("fetching %d series (%.2f GB to download)", len(refs), needed / 1e9)
 
+    return fetch_each(
+        refs,
+        out_dir,
+        lambda ref, where: fetch_series(ref, out_dir, options, where=where),
+        workers=options.workers,
+        attempts=options.attempts,
+        on_result=on_result,
+    )
+
+
+def fetch_each(
+    refs: Sequence[SeriesRef],
+    out_dir: Path,
+    fetch: Callable[[SeriesRef, str], FetchResult],
+    *,
+    workers: int,
+    attempts: int,
+    on_result: Callable[[FetchResult], None] | None = None,
+) -> list[FetchResult]:
+    """``fetch(ref, where)`` for each series on ``workers`` threads; a series that fails is
+    recorded as a ``"failed"`` result with its error class, reason and message, never fatal to
+    the others. Results in the order of ``refs``; ``on_result`` sees each as it completes."""
+
     def run(number: int, ref: SeriesRef) -> FetchResult:
         start = time.monotonic()
         try:
-            result = fetch_series(ref, out_dir, options, where=f"selection row {number}")
+            result = fetch(ref, f"selection row {number}")
         except Exception as err:  # noqa: BLE001 - the one place that isolates a failing series
             known = err if isinstance(err, OmasIdcError) else None
             result = FetchResult(
                 ref.series_instance_uid,
                 "failed",
                 out_dir / ref.relative_dir(),
-                attempts=options.attempts,
+                attempts=attempts,
                 seconds=time.monotonic() - start,
                 error_class=type(err).__name__,
                 reason=known.reason if known else "unexpected",
@@ -370,5 +428,5 @@ def fetch_selection(
             on_result(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(run, range(len(refs)), refs))
