@@ -49,3 +49,22 @@ def shared_reference() -> Path:
     if not SHARED_REFERENCE.is_dir():
         pytest.skip(f"reference mappings not found at {SHARED_REFERENCE}")
     return SHARED_REFERENCE
+
+
+@pytest.fixture(scope="session")
+def threshold_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An nnU-Net folder whose network thresholds HU: soft tissue -> liver, bone -> vertebra
+    (the model of the run, store and DICOMweb tests)."""
+    from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
+
+    return make_model_folder(
+        tmp_path_factory.mktemp("model"),
+        SyntheticModel(
+            labels=("liver", "vertebrae_L1"),
+            weights="threshold",
+            thresholds_hu=(-200.0, 250.0),
+            spacing=(20.0, 12.0, 12.0),
+            patch_size=(8, 16, 16),
+            folds=("all",),
+        ),
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,30 +15,15 @@ import numpy as np
 import pydicom
 import pytest
 from orthanc_server import orthanc
+from phantom_refs import phantom_ref
 
 from omas_idc.errors import FetchError
 from omas_idc.fetch.dicomweb import TOKEN_VARIABLE, DicomwebService, fetch_series_dicomweb
-from omas_idc.phantom import Phantom, PhantomOptions, make_phantom
+from omas_idc.phantom import PhantomOptions, make_phantom
 from omas_idc.read import read_series
-from omas_idc.series_ref import SeriesRef, write_selection
+from omas_idc.series_ref import write_selection
 
 TOKEN = "fetch-token-0123456789abcdef"
-
-
-def _ref(phantom: Phantom, seed: int) -> SeriesRef:
-    uid = phantom.series_instance_uid
-    return SeriesRef(
-        series_instance_uid=uid,
-        study_instance_uid=phantom.study_instance_uid,
-        patient_id=f"PHANTOM-{seed}",
-        collection_id="phantom_collection",
-        modality="CT",
-        crdc_series_uuid=str(uuid.uuid5(uuid.NAMESPACE_OID, uid)),
-        instance_count=len(phantom.files),
-        size_bytes=sum(Path(f).stat().st_size for f in phantom.files),
-        aws_bucket="idc-open-data",
-        idc_version=25,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +40,7 @@ def stored(service: DicomwebService, tmp_path_factory: pytest.TempPathFactory) -
         tmp_path_factory.mktemp("phantom"), PhantomOptions(seed=5, shape=(6, 14, 12))
     )
     service.client().store_instances([pydicom.dcmread(f) for f in phantom.files])
-    return phantom, _ref(phantom, 5)
+    return phantom, phantom_ref(phantom, 5)
 
 
 def _fetch_cli(args: list[str], token: str | None) -> subprocess.CompletedProcess[str]:

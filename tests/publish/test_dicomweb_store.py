@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pydicom
 import pytest
 import requests
 from orthanc_server import orthanc
+from phantom_refs import phantom_ref
 
 from omas_idc.fetch.dicomweb import TOKEN_VARIABLE, DicomwebService
 from omas_idc.phantom import PhantomOptions, make_phantom
@@ -31,24 +31,6 @@ TOKEN = "store-token-0123456789abcdef"
 TIMESTAMP = "2026-05-01T00:00:00"
 GRID = {"shape": (10, 28, 32), "pixel_spacing": (12.0, 12.0), "slice_spacing": 20.0}
 SEEDS = (21, 22, 23)
-
-
-@pytest.fixture(scope="module")
-def threshold_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The run tests' model: soft tissue -> liver, bone -> vertebra (nnU-Net's format)."""
-    from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
-
-    return make_model_folder(
-        tmp_path_factory.mktemp("model"),
-        SyntheticModel(
-            labels=("liver", "vertebrae_L1"),
-            weights="threshold",
-            thresholds_hu=(-200.0, 250.0),
-            spacing=(20.0, 12.0, 12.0),
-            patch_size=(8, 16, 16),
-            folds=("all",),
-        ),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +47,7 @@ def selection(service: DicomwebService, tmp_path_factory: pytest.TempPathFactory
     for seed in SEEDS:
         phantom = make_phantom(root / f"p{seed}", PhantomOptions(seed=seed, **GRID))  # type: ignore[arg-type]
         service.client().store_instances([pydicom.dcmread(f) for f in phantom.files])
-        uid = phantom.series_instance_uid
-        refs.append(
-            SeriesRef(
-                series_instance_uid=uid,
-                study_instance_uid=phantom.study_instance_uid,
-                patient_id=f"PHANTOM-{seed}",
-                collection_id="phantom_collection",
-                modality="CT",
-                crdc_series_uuid=str(uuid.uuid5(uuid.NAMESPACE_OID, uid)),
-                instance_count=len(phantom.files),
-                size_bytes=sum(Path(f).stat().st_size for f in phantom.files),
-                aws_bucket="idc-open-data",
-                idc_version=25,
-            )
-        )
+        refs.append(phantom_ref(phantom, seed))
     path = root / "selection.parquet"
     write_selection(refs, path)
     return path, refs

@@ -92,24 +92,6 @@ def upload_files(
 
 
 @pytest.fixture(scope="session")
-def threshold_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An nnU-Net folder whose network thresholds HU: soft tissue -> liver, bone -> vertebra."""
-    from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
-
-    return make_model_folder(
-        tmp_path_factory.mktemp("model"),
-        SyntheticModel(
-            labels=("liver", "vertebrae_L1"),
-            weights="threshold",
-            thresholds_hu=(-200.0, 250.0),
-            spacing=(20.0, 12.0, 12.0),
-            patch_size=(8, 16, 16),
-            folds=("all",),
-        ),
-    )
-
-
-@pytest.fixture(scope="session")
 def idc_upload() -> tuple[Any, Any, dict[str, Any]]:
     """(upload_files, upload_series, phantom grid) for tests that build a bucket."""
     return upload_files, upload_series, PHANTOM_GRID
