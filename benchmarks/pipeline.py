@@ -22,12 +22,14 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from omas_idc.testing.s3server import moto_server
 
 FULL = {"series": 6, "shape": (48, 160, 160), "spacing": (2.5, 2.5), "slice": 5.0}
 QUICK = {"series": 3, "shape": (10, 40, 40), "spacing": (9.0, 9.0), "slice": 20.0}
 BUCKET = "idc-open-data"
+STAGES = ("fetch", "read", "segment", "encode", "qa", "publish")
 
 
 def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
@@ -98,10 +100,21 @@ def _model(root: Path, size: dict[str, object]) -> Path:
 
 
 def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) -> dict[str, float]:
-    from omas_idc.catalog import load_catalog
-    from omas_idc.encode import Provenance
     from omas_idc.engine.model import load_model
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+
+    model = load_model(model_dir)
+    with Segmenter(model, SegmenterConfig(device="cpu")) as engine:
+        return sequential_stages(refs, model, engine, endpoint, work)
+
+
+def sequential_stages(
+    refs: list[Any], model: Any, engine: Any, endpoint: str, work: Path
+) -> dict[str, float]:
+    """Every stage of each series with ``engine``, one after another; seconds per stage
+    (also the sequential baseline of benchmarks/pipeline_device.py)."""
+    from omas_idc.catalog import load_catalog
+    from omas_idc.encode import Provenance
     from omas_idc.fetch import FetchOptions, fetch_series
     from omas_idc.publish.folder_store import FolderStore
     from omas_idc.publish.store import publish_series
@@ -110,39 +123,32 @@ def _sequential(refs: list[object], model_dir: Path, endpoint: str, work: Path) 
 
     catalog = load_catalog()
     store = FolderStore(str(work / "out"))
-    model = load_model(model_dir)
     provenance = Provenance(
         model=model.card.name, model_version="bench", timestamp=datetime(2026, 1, 1)
     )
-    times = {"fetch": 0.0, "read": 0.0, "segment": 0.0, "encode": 0.0, "qa": 0.0, "publish": 0.0}
-    with Segmenter(model, SegmenterConfig(device="cpu")) as engine:
-        for ref in refs:
-            t = time.perf_counter()
-            folder = fetch_series(ref, work / "dicom", FetchOptions(endpoint_url=endpoint)).path  # type: ignore[arg-type]
-            times["fetch"] += time.perf_counter() - t
-            t = time.perf_counter()
-            volume = read_series(folder)
-            times["read"] += time.perf_counter() - t
-            t = time.perf_counter()
-            maps = engine.segment(volume)
-            times["segment"] += time.perf_counter() - t
-            t = time.perf_counter()
-            staging = work / "staging" / ref.series_instance_uid  # type: ignore[attr-defined]
-            encoded = encode_step(volume, maps, catalog, provenance, staging)
-            times["encode"] += time.perf_counter() - t
-            t = time.perf_counter()
-            checked = qa_step(volume, maps, encoded, catalog, provenance, staging)
-            times["qa"] += time.perf_counter() - t
-            t = time.perf_counter()
-            outputs = [*encoded.outputs, *checked.outputs]
-            outputs += preview_step(volume, maps, catalog, staging)
-            publish_series(
-                store,
-                ref,  # type: ignore[arg-type]
-                outputs,
-                {"source_series_instance_uid": ref.series_instance_uid},  # type: ignore[attr-defined]
-            )
-            times["publish"] += time.perf_counter() - t
+    times = dict.fromkeys(STAGES, 0.0)
+    for ref in refs:
+        t = time.perf_counter()
+        folder = fetch_series(ref, work / "dicom", FetchOptions(endpoint_url=endpoint)).path
+        times["fetch"] += time.perf_counter() - t
+        t = time.perf_counter()
+        volume = read_series(folder)
+        times["read"] += time.perf_counter() - t
+        t = time.perf_counter()
+        maps = engine.segment(volume)
+        times["segment"] += time.perf_counter() - t
+        t = time.perf_counter()
+        staging = work / "staging" / ref.series_instance_uid
+        encoded = encode_step(volume, maps, catalog, provenance, staging)
+        times["encode"] += time.perf_counter() - t
+        t = time.perf_counter()
+        checked = qa_step(volume, maps, encoded, catalog, provenance, staging)
+        times["qa"] += time.perf_counter() - t
+        t = time.perf_counter()
+        outputs = [*encoded.outputs, *checked.outputs]
+        outputs += preview_step(volume, maps, catalog, staging)
+        publish_series(store, ref, outputs, {"source_series_instance_uid": ref.series_instance_uid})
+        times["publish"] += time.perf_counter() - t
     return times
 
 

@@ -26,6 +26,7 @@ Usage: ``python benchmarks/pipeline_device.py [--quick] [--series N]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -53,9 +54,9 @@ QUICK = {
     "patch": (8, 16, 16),
     "multiples": (0.5, 2.0),
 }
-STAGES = ("fetch", "read", "segment", "encode", "qa", "publish")
 
 
+@functools.cache
 def _base() -> Any:
     """benchmarks/pipeline.py as a module (its phantom upload to the loopback S3 server)."""
     spec = importlib.util.spec_from_file_location(
@@ -102,46 +103,8 @@ def _engine(model: Any) -> Any:
 
 def _sequential(refs: list[Any], model: Any, endpoint: str, work: Path) -> dict[str, float]:
     """Every stage of each series, one after another; seconds per stage."""
-    from omas_idc.catalog import load_catalog
-    from omas_idc.encode import Provenance
-    from omas_idc.fetch import FetchOptions, fetch_series
-    from omas_idc.publish.folder_store import FolderStore
-    from omas_idc.publish.store import publish_series
-    from omas_idc.read import read_series
-    from omas_idc.run.finish import encode_step, preview_step, qa_step
-
-    catalog = load_catalog()
-    store = FolderStore(str(work / "out"))
-    provenance = Provenance(
-        model=model.card.name, model_version="bench", timestamp=datetime(2026, 1, 1)
-    )
-    times = dict.fromkeys(STAGES, 0.0)
     with _engine(model) as engine:
-        for ref in refs:
-            t = time.perf_counter()
-            folder = fetch_series(ref, work / "dicom", FetchOptions(endpoint_url=endpoint)).path
-            times["fetch"] += time.perf_counter() - t
-            t = time.perf_counter()
-            volume = read_series(folder)
-            times["read"] += time.perf_counter() - t
-            t = time.perf_counter()
-            maps = engine.segment(volume)
-            times["segment"] += time.perf_counter() - t
-            t = time.perf_counter()
-            staging = work / "staging" / ref.series_instance_uid
-            encoded = encode_step(volume, maps, catalog, provenance, staging)
-            times["encode"] += time.perf_counter() - t
-            t = time.perf_counter()
-            checked = qa_step(volume, maps, encoded, catalog, provenance, staging)
-            times["qa"] += time.perf_counter() - t
-            t = time.perf_counter()
-            outputs = [*encoded.outputs, *checked.outputs]
-            outputs += preview_step(volume, maps, catalog, staging)
-            publish_series(
-                store, ref, outputs, {"source_series_instance_uid": ref.series_instance_uid}
-            )
-            times["publish"] += time.perf_counter() - t
-    return times
+        return _base().sequential_stages(refs, model, engine, endpoint, work)  # type: ignore[no-any-return]
 
 
 def _pipelined(
