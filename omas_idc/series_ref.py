@@ -218,11 +218,15 @@ class SeriesRef:
         part goes through :func:`omas_idc.paths.path_part`: ordinary values are unchanged,
         and a value such as ``../../x`` stays one folder name inside the download root.
         """
+        return self.study_dir() / path_part(f"{self.modality}_{self.series_instance_uid}")
+
+    def study_dir(self) -> PurePosixPath:
+        """``<collection>/<PatientID>/<StudyInstanceUID>``, each part through
+        :func:`omas_idc.paths.path_part`: the study's folder in the download and output layouts."""
         return PurePosixPath(
             path_part(self.collection_id, "unknown-collection"),
             path_part(self.patient_id, "unknown-patient"),
             path_part(self.study_instance_uid, "unknown-study"),
-            path_part(f"{self.modality}_{self.series_instance_uid}"),
         )
 
     def to_record(self) -> dict[str, Any]:

@@ -24,12 +24,7 @@ __all__ = ["check_relative_name", "output_path", "path_part", "series_prefix"]
 
 def series_prefix(ref: SeriesRef) -> PurePosixPath:
     """``<collection>/<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>`` for a series."""
-    return PurePosixPath(
-        path_part(ref.collection_id, "unknown-collection"),
-        path_part(ref.patient_id, "unknown-patient"),
-        path_part(ref.study_instance_uid, "unknown-study"),
-        path_part(ref.series_instance_uid),
-    )
+    return ref.study_dir() / path_part(ref.series_instance_uid)
 
 
 def output_path(ref: SeriesRef | None, name: str | PurePosixPath) -> PurePosixPath:
