@@ -37,7 +37,7 @@ from omas_idc.identity import ModelIdentity
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.paths import inside, path_part
 from omas_idc.publish.store import OutputStore, publish_series
-from omas_idc.run.finish import encode_step, preview_step, qa_step
+from omas_idc.run.finish import EncodedSeries, QAOutputs, encode_step, preview_step, qa_step
 from omas_idc.run.state import RunState, SeriesState
 from omas_idc.series_ref import SeriesRef, check_uid
 from omas_idc.volume import CTVolume
@@ -274,6 +274,30 @@ def run_series(
         finally:
             loaded.put(_DONE)
 
+    def publish(
+        item: _Item,
+        labelmaps: list[TaskLabelMap],
+        encoded: EncodedSeries,
+        checked: QAOutputs,
+        staging: Path,
+    ) -> list[str]:
+        """The previews, then every output of the series into the store, its marker last."""
+        outputs = [*encoded.outputs, *checked.outputs]
+        if options.previews:
+            assert item.volume is not None
+            outputs += preview_step(item.volume, labelmaps, catalog, staging)
+        marker = {
+            "source_series_instance_uid": item.ref.series_instance_uid,
+            "study_instance_uid": item.ref.study_instance_uid,
+            "algorithm": model.name,
+            "model_version": model.version,
+            "weights_variant": model.variant,
+            "omas_idc_version": __version__,
+            "verdict": checked.qa.verdict.value,
+            "content_timestamp": timestamp.isoformat(),
+        }
+        return publish_series(store, item.ref, outputs, marker)
+
     def finisher() -> None:
         while True:
             item = segmented.get()
@@ -321,23 +345,7 @@ def run_series(
                     min_volume_ml=options.min_volume_ml,
                 )
                 stage = "publish"
-                state.mark_running(item.ref.series_instance_uid, "publish")
-                start = time.perf_counter()
-                outputs = [*encoded.outputs, *checked.outputs]
-                if options.previews:
-                    outputs += preview_step(item.volume, labelmaps, catalog, staging)
-                marker = {
-                    "source_series_instance_uid": item.ref.series_instance_uid,
-                    "study_instance_uid": item.ref.study_instance_uid,
-                    "algorithm": model.name,
-                    "model_version": model.version,
-                    "weights_variant": model.variant,
-                    "omas_idc_version": __version__,
-                    "verdict": checked.qa.verdict.value,
-                    "content_timestamp": timestamp.isoformat(),
-                }
-                urls = publish_series(store, item.ref, outputs, marker)
-                item.timings["publish"] = time.perf_counter() - start
+                urls = timed(item, "publish", publish, item, labelmaps, encoded, checked, staging)
                 state.mark_done(item.ref.series_instance_uid, urls, item.timings)
                 shutil.rmtree(staging, ignore_errors=True)
                 if options.delete_downloads and _is_download(item.folder, options.work_dir):
