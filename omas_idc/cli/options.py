@@ -34,9 +34,7 @@ def checked_timestamp(value: str | None) -> datetime:
 def model_family_name(value: str) -> str:
     """The model family name the catalog's label rows use for ``value``: a built-in card's
     alias (``demo``) becomes its card's name (``omas-demo``); any other value is kept."""
-    from omas_idc.engine.card import builtin_cards
+    from omas_idc.engine.card import builtin_card
 
-    for card in builtin_cards().values():
-        if value in card.aliases:
-            return card.name
-    return value
+    card = builtin_card(value)
+    return value if card is None else card.name

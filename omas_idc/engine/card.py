@@ -36,6 +36,7 @@ __all__ = [
     "ModelCard",
     "TaskCard",
     "WeightFile",
+    "builtin_card",
     "builtin_cards",
     "load_card",
 ]
@@ -335,10 +336,18 @@ def load_card(name_or_path: str | Path | Mapping[str, Any]) -> ModelCard:
         path = path / CARD_FILE
     if path.suffix == ".json" and path.is_file():
         return _parse(_read(path), path, path)
-    cards = builtin_cards()
     wanted = str(name_or_path)
-    for card in cards.values():
-        if wanted == card.name or wanted in card.aliases:
-            return card
+    found = builtin_card(wanted)
+    if found is not None:
+        return found
+    cards = builtin_cards()
     names = [*cards, *(alias for card in cards.values() for alias in card.aliases)]
     raise did_you_mean(wanted, names, "model")
+
+
+def builtin_card(name: str) -> ModelCard | None:
+    """The built-in card named ``name`` or having it as an alias (``demo``), else ``None``."""
+    for card in builtin_cards().values():
+        if name == card.name or name in card.aliases:
+            return card
+    return None
