@@ -92,27 +92,33 @@ def test_ohif_draws_each_segment_in_its_colour_where_the_truth_is(
     case = cases[acquisition]
     out = artifacts / f"ohif-{acquisition}-{layout}"
     out.mkdir(parents=True, exist_ok=True)
-    report = run_ohif(
-        {
-            "base": ohif,
-            "study": case.study_instance_uid,
-            "seg": case.series_descriptions[layout],
-            "out": str(out),
-            "views": _views(case),
-        },
-        tmp_path,
-    )
     expected = {
         case.structures[label].name: case.structures[label].color_rgb for label in DEMO_LABELS
     }
-    drawn: dict[str, tuple[int, int, int]] = {}
-    page_x: dict[str, float] = {}
-    for view in report["views"]:  # type: ignore[attr-defined]
-        assert view["offPlaneMm"] < 0.5, view
-        image = Image.open(view["file"])
-        for probe in view["probes"]:
-            drawn[probe["key"]] = _drawn(image, probe["pixel"])
-            page_x[probe["key"]] = probe["pixel"][0]
+    # A probe that reads pure black found a viewport OHIF had not painted yet (seen once on a
+    # loaded 2-core machine: no segment colour and no CT grey there): the browser session is
+    # run once more. Every colour is still checked against the catalog below.
+    for _ in range(2):
+        report = run_ohif(
+            {
+                "base": ohif,
+                "study": case.study_instance_uid,
+                "seg": case.series_descriptions[layout],
+                "out": str(out),
+                "views": _views(case),
+            },
+            tmp_path,
+        )
+        drawn: dict[str, tuple[int, int, int]] = {}
+        page_x: dict[str, float] = {}
+        for view in report["views"]:  # type: ignore[attr-defined]
+            assert view["offPlaneMm"] < 0.5, view
+            image = Image.open(view["file"])
+            for probe in view["probes"]:
+                drawn[probe["key"]] = _drawn(image, probe["pixel"])
+                page_x[probe["key"]] = probe["pixel"][0]
+        if (0, 0, 0) not in drawn.values():
+            break
     wrong = {
         name: {
             "drawn": drawn[name],
