@@ -72,6 +72,11 @@ class SyntheticModel:
         ``inference_allowed_mirroring_axes`` stored in the checkpoint.
     trainer_name, plans_name
         Recorded in the folder name and the checkpoint.
+    checkpoint_trainer_name
+        The trainer class the checkpoint names, where it differs from the folder's (``None``:
+        ``trainer_name``). nnU-Net's predictor looks this class up by name; ``"nnUNetTrainer"``
+        lets a folder named for ``nnUNetTrainerNoMirroring`` load where that class's module
+        cannot be imported.
     intensity
         (mean, std, percentile_00_5, percentile_99_5) of the CT normalisation.
     seed
@@ -93,6 +98,7 @@ class SyntheticModel:
     mirror_axes: tuple[int, ...] | None = (0, 1, 2)
     trainer_name: str = "nnUNetTrainer"
     plans_name: str = "nnUNetPlans"
+    checkpoint_trainer_name: str | None = None
     intensity: tuple[float, float, float, float] = (40.0, 250.0, -1000.0, 1500.0)
     seed: int = 0
 
@@ -283,7 +289,7 @@ def _checkpoint(
             "dataset_json": dataset,
             "device": torch.device("cpu"),
         },
-        "trainer_name": spec.trainer_name,
+        "trainer_name": spec.checkpoint_trainer_name or spec.trainer_name,
         "inference_allowed_mirroring_axes": spec.mirror_axes,
     }
 
