@@ -82,8 +82,8 @@ def threshold_spec(
     index = [t.id for t in card.tasks].index(task.id)
     n = len(names)
     step = (_HIGH_HU - _LOW_HU) / n
-    offset = step * ((index * 0.37) % 1.0)
-    thresholds = tuple(float(v) for v in _LOW_HU + offset + step * np.arange(n))
+    shift = step * ((index * 0.37) % 1.0)
+    thresholds = tuple(float(v) for v in _LOW_HU + shift + step * np.arange(n))
     spacing = float(card.spacing_mm or 1.5)
     return SyntheticModel(
         dataset_id=dataset_id,
