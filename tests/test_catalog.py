@@ -68,6 +68,10 @@ def test_shipped_catalog_passes_every_rule_and_its_sources_check_out(
         "totalseg",
         "totalseg-3mm",
         "totalseg-6mm",
+        "totalseg-v3",
+        "totalseg-v3-small",
+        "totalseg-v3-3mm",
+        "totalseg-v3-6mm",
         "omas-demo",
     }
     report = validate_structures(structures, labels, reference_dir=coding)
@@ -256,6 +260,10 @@ def test_unmapped_label_is_reported(structures: list[Structure], labels: list[La
         "totalseg total: [labels] label 25 is not mapped",
         "totalseg-3mm 297: [labels] label 25 is not mapped",
         "totalseg-6mm 298: [labels] label 25 is not mapped",
+        "totalseg-v3 total_v3: [labels] label 25 is not mapped",
+        "totalseg-v3-small total_v3: [labels] label 25 is not mapped",
+        "totalseg-v3-3mm 836: [labels] label 25 is not mapped",
+        "totalseg-v3-6mm 837: [labels] label 25 is not mapped",
     }
 
 
@@ -273,6 +281,16 @@ def test_label_of_an_unknown_structure_is_reported(
         "Did you mean 'sternum'?",
         "totalseg-6mm 298: [labels] label 25 (sacrum) names the unknown structure 'sacrum'. "
         "Did you mean 'sternum'?",
+        *(
+            f"{task}: [labels] label 25 (sacrum) names the unknown structure 'sacrum'. "
+            "Did you mean 'sternum'?"
+            for task in (
+                "totalseg-v3 total_v3",
+                "totalseg-v3-small total_v3",
+                "totalseg-v3-3mm 836",
+                "totalseg-v3-6mm 837",
+            )
+        ),
     }
     with pytest.raises(CatalogError, match="not in the catalog"):
         Catalog(rows, labels)
@@ -335,6 +353,10 @@ def test_indistinct_colours_in_one_label_map_are_reported(
         "totalseg total",
         "totalseg-3mm 297",
         "totalseg-6mm 298",
+        "totalseg-v3 total_v3",
+        "totalseg-v3-small total_v3",
+        "totalseg-v3-3mm 836",
+        "totalseg-v3-6mm 837",
         "omas-demo 900",
     }
     assert "kidney_right" in str(issues[0])

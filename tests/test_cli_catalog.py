@@ -37,7 +37,7 @@ def test_validate_passes_and_lists_codes_outside_part16(
     assert "types outside DICOM Part 16" in result.output
     assert "rib_left_1" in result.output
     assert "cads_snomed_mapping.csv" in result.output
-    assert "ok: 183 structures" in result.output
+    assert "ok: 184 structures" in result.output
     assert "sources not checked" not in result.output
 
 

@@ -96,7 +96,17 @@ def test_templates_ship_inside_the_wheel(wheel: Path, tmp_path: Path) -> None:
     assert Path(path).is_relative_to(target), "the template must come from the installed wheel"
     assert int(structures) >= 167  # every CADS structure at least, loaded from the wheel
     # label tables from the wheel, in card-file order
-    assert models.split(",") == ["cads", "totalseg-3mm", "totalseg-6mm", "totalseg", "omas-demo"]
+    assert models.split(",") == [
+        "cads",
+        "totalseg-3mm",
+        "totalseg-6mm",
+        "totalseg-v3-3mm",
+        "totalseg-v3-6mm",
+        "totalseg-v3-small",
+        "totalseg-v3",
+        "totalseg",
+        "omas-demo",
+    ]
 
 
 def _without_network() -> list[str]:
