@@ -108,6 +108,11 @@ def run(
     ),
     tile_step: float | None = typer.Option(None, help="Tile step (fraction of the patch)."),
     resample: str | None = typer.Option(None, help="logits (nnU-Net) or labels (faster)."),
+    wrapper_grid: str | None = typer.Option(
+        None,
+        help="CADS/TotalSegmentator: reference (the tool's own zoom to 1.5 mm, CPU) or centred "
+        "(voxel-centred resampling on the device; moves border voxels).",
+    ),
     fast: bool = typer.Option(False, "--fast", hidden=True, help="Retired: see --speed."),
 ) -> None:
     """Select, fetch, read, segment, encode, check and publish a collection's CT series."""
@@ -138,6 +143,7 @@ def run(
                 "body_crop": body_crop,
                 "tile_step_size": tile_step,
                 "resample": resample,
+                "wrapper_grid": wrapper_grid,
                 **({"structures": chosen, "tasks": ()} if chosen else {}),
             }.items()
             if v is not None

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from omas_idc.engine.model import SegmentationModel
+    from omas_idc.engine.speed import SpeedSettings
     from omas_idc.labelmap import TaskLabelMap
     from omas_idc.volume import CTVolume
 
@@ -65,6 +66,13 @@ def segment(
         help="What goes back to the source grid: logits (nnU-Net's way) or labels (nearest "
         "neighbour; faster, coarser borders). Default: --speed's.",
     ),
+    wrapper_grid: str | None = typer.Option(
+        None,
+        "--wrapper-grid",
+        help="CADS/TotalSegmentator cards: reference (the tool's own scipy zoom to 1.5 mm and "
+        "back, on the CPU) or centred (omas-idc's resampling at voxel centres on the compute "
+        "device; bounded memory, moves border voxels). Default: --speed's.",
+    ),
     fast: bool = typer.Option(False, "--fast", hidden=True, help="Retired: see --speed."),
     batch_size: int = typer.Option(2, "--batch-size", help="Tiles per forward pass."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -110,7 +118,11 @@ def segment(
         if fast:
             raise fast_option_error()
         chosen = speed_settings(
-            speed, body_crop=body_crop, tile_step_size=tile_step_size, resample=resample
+            speed,
+            body_crop=body_crop,
+            tile_step_size=tile_step_size,
+            resample=resample,
+            wrapper_grid=wrapper_grid,
         )
         config = SegmenterConfig(
             device=device,
@@ -119,6 +131,7 @@ def segment(
             threads=threads,
             body_crop=chosen.body_crop,
             resample_logits=chosen.resample_logits,
+            wrapper_grid=chosen.wrapper_grid.value,
             postprocessing=postprocessing,
         )
         # the model (and the structures asked for) first: an option's error before any reading
@@ -154,7 +167,7 @@ def segment(
         document = {
             "series_instance_uid": volume.series_instance_uid,
             "model": loaded.card.name,
-            "model_version": loaded.card.version,
+            "model_version": _algorithm_version(loaded, chosen, postprocessing),
             "variant": loaded.variant,
             "postprocessing": postprocessing,
             "speed": chosen.describe(),
@@ -163,9 +176,18 @@ def segment(
         }
         (out / "labels.json").write_text(json.dumps(document, indent=1))
         if seg:
-            _write_segs(volume, labelmaps, loaded, out, console)
+            version = _algorithm_version(loaded, chosen, postprocessing)
+            _write_segs(volume, labelmaps, loaded, out, console, version)
     except OmasIdcError as err:
         raise fail(err, err_console) from err
+
+
+def _algorithm_version(
+    loaded: SegmentationModel, chosen: SpeedSettings, postprocessing: bool
+) -> str:
+    """The card's version, the reference it reproduces and what the settings change."""
+    changes = "+".join(c for c in (chosen.short(), "" if postprocessing else "nopp") if c)
+    return loaded.card.algorithm_version(changes)
 
 
 def _default_root(model: str) -> Path | None:
@@ -185,6 +207,7 @@ def _write_segs(
     loaded: SegmentationModel,
     out: Path,
     console: Console,
+    version: str,
 ) -> None:
     """One LABELMAP SEG per task whose labels the catalog maps (others are reported)."""
     from omas_idc.catalog import load_catalog
@@ -194,7 +217,7 @@ def _write_segs(
     catalog = load_catalog().with_labels(card.labels)
     provenance = Provenance(
         model=card.name,
-        model_version=card.version,
+        model_version=version,
         timestamp=datetime.now(),
         weights_variant=loaded.variant,
         weights_licence=card.variants.get(loaded.variant, ""),

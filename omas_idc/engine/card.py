@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ __all__ = [
     "ModelCard",
     "TaskCard",
     "WeightFile",
+    "WrapperZoom",
+    "ZSplit",
     "builtin_card",
     "builtin_cards",
     "load_card",
@@ -100,6 +103,71 @@ class MergeSpec:
 
 
 @dataclass(frozen=True)
+class WrapperZoom:
+    """How a card's tool resamples its input (the card's ``wrapper_zoom`` block).
+
+    Attributes
+    ----------
+    order
+        Spline order of ``scipy.ndimage.zoom`` (3: CADS, 1: TotalSegmentator).
+    mode
+        ``scipy.ndimage.zoom``'s ``mode`` (``"constant"``: CADS, scipy's default;
+        ``"nearest"``: TotalSegmentator).
+    cast
+        The dtype the result is cast to (``"int32"`` for both), or ``""`` for none.
+    identity_when_equal
+        Skip the resampling (and the cast) where the header spacing equals the target exactly
+        (TotalSegmentator's ``change_spacing``); CADS resamples whatever the spacing.
+    """
+
+    order: int = 3
+    mode: str = "constant"
+    cast: str = "int32"
+    identity_when_equal: bool = False
+
+    def __post_init__(self) -> None:
+        if self.order not in range(6):
+            raise ConfigurationError(f"wrapper_zoom order must be 0..5, got {self.order}")
+        if self.mode not in ("constant", "nearest", "reflect", "mirror", "wrap", "grid-constant"):
+            raise ConfigurationError(f"wrapper_zoom mode {self.mode!r} is no scipy zoom mode")
+        if self.cast not in ("", "int32", "int16"):
+            raise ConfigurationError(f"wrapper_zoom cast must be '', int32 or int16: {self.cast}")
+
+
+@dataclass(frozen=True)
+class ZSplit:
+    """TotalSegmentator's split of large images into 3 overlapping parts along S.
+
+    After resampling, an image of more than ``min_voxels`` voxels and more than
+    ``min_slices`` slices along S is cut at ``third = n // 3`` into
+    ``[0, third + margin)``, ``[third + 1 - margin, 2 * third + margin)`` and
+    ``[2 * third + 1 - margin, n)``, each predicted on its own; the parts are put back without
+    their margins (``[:-margin]``, ``[margin - 1:-margin]``, ``[margin - 1:]``).
+    """
+
+    min_voxels: int = 512 * 512 * 900
+    min_slices: int = 200
+    margin: int = 20
+
+    def applies(self, shape: Sequence[int], force: bool = False) -> bool:
+        """Whether an image of canonical ``(S, A, R)`` ``shape`` is split."""
+        n = int(shape[0])
+        if n // 3 < self.margin:  # a part would start before the first slice
+            return False
+        return force or (math.prod(int(s) for s in shape) > self.min_voxels and n > self.min_slices)
+
+    def parts(self, n: int) -> list[tuple[int, int, int, int]]:
+        """Per part: its input slices ``[lo, hi)`` and the slices ``[keep_lo, keep_hi)`` of
+        the whole image it fills (from part row ``keep_lo - lo``)."""
+        third, m = n // 3, self.margin
+        return [
+            (0, third + m, 0, third),
+            (third + 1 - m, 2 * third + m, third, 2 * third),
+            (2 * third + 1 - m, n, 2 * third, n),
+        ]
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """A model: its tasks, recipe and weights.
 
@@ -152,6 +220,8 @@ class ModelCard:
     aliases: tuple[str, ...] = ()
     source: Path | None = None
     reference: Mapping[str, str] = field(default_factory=dict)
+    wrapper_zoom: WrapperZoom | None = None
+    z_split: ZSplit | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -177,6 +247,27 @@ class ModelCard:
             unknown = sorted(set(self.merge.offsets) - set(ids))
             if unknown:
                 raise ModelError(f"model card {self.name!r} merges unknown tasks {unknown}")
+
+    def reference_label(self) -> str:
+        """The tool and version the card reproduces (``"TotalSegmentator 2.18.0"``,
+        ``"CADS 1.0.3@7480324"``), from its ``reference`` block; ``""`` for none."""
+        ref = self.reference
+        repository = ref.get("repository", "").rstrip("/")
+        tool = ref.get("tool") or repository.rsplit("/", 1)[-1]
+        version = ref.get("package_version", "")
+        commit = ref.get("commit", "")[:7]
+        if not tool or not (version or commit):
+            return ""
+        if version and commit and not ref.get("tag"):
+            return f"{tool} {version}@{commit}"
+        return f"{tool} {version or commit}"
+
+    def algorithm_version(self, changes: str = "") -> str:
+        """The SEG's algorithm version: the card's version, the reference it reproduces and the
+        speed settings that change its labels (``"2.0.0 TotalSegmentator 2.18.0"``,
+        ``"1.0.0 CADS 1.0.3@7480324 crop+step0.75"``), at most 64 characters (DICOM LO)."""
+        parts = [self.version, self.reference_label(), changes]
+        return " ".join(p for p in parts if p)[:64]
 
     def task(self, task_id: str) -> TaskCard:
         """The task with this id."""
@@ -275,6 +366,8 @@ def _parse(
             aliases=tuple(str(a) for a in data.get("aliases", [])),
             source=source,
             reference={str(k): str(v) for k, v in data.get("reference", {}).items()},
+            wrapper_zoom=WrapperZoom(**data["wrapper_zoom"]) if data.get("wrapper_zoom") else None,
+            z_split=ZSplit(**data["z_split"]) if data.get("z_split") else None,
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"{where} is malformed: {err!r}") from err

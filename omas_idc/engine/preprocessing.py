@@ -37,12 +37,19 @@ class CanonicalOrientation:
     flips
         Source array axes to reverse before permuting.
     spacing
-        Voxel spacing of the canonical array, in its axis order (mm).
+        Voxel spacing of the canonical array, in its axis order (mm): the distance between
+        slice planes along the slice axis.
+    step_lengths
+        The length of one index step along each canonical axis (mm): the affine's column norms,
+        which NIfTI readers (CADS, TotalSegmentator) take as the voxel size. It differs from
+        ``spacing`` only on a sheared (gantry-tilted) grid, where a step between slices is
+        longer than the distance between their planes.
     """
 
     permutation: tuple[int, int, int]
     flips: tuple[int, ...]
     spacing: tuple[float, float, float]
+    step_lengths: tuple[float, float, float] | None = None
 
     @classmethod
     def of(cls, geometry: VolumeGeometry) -> CanonicalOrientation:
@@ -55,16 +62,19 @@ class CanonicalOrientation:
         column_mm = np.linalg.norm(geometry.affine[:3, :3], axis=0)
         sizes = [float(column_mm[0]), float(column_mm[1]), geometry.slice_spacing]
         spacing = [0.0, 0.0, 0.0]
+        steps = [0.0, 0.0, 0.0]
         for v in range(3):
             out_axis, direction = int(ornt[v, 0]), float(ornt[v, 1])
             perm[2 - out_axis] = 2 - v
             spacing[2 - out_axis] = sizes[v]
+            steps[2 - out_axis] = float(column_mm[v])
             if direction < 0:
                 flips.append(2 - v)
         return cls(
             permutation=(perm[0], perm[1], perm[2]),
             flips=tuple(sorted(flips)),
             spacing=(spacing[0], spacing[1], spacing[2]),
+            step_lengths=(steps[0], steps[1], steps[2]),
         )
 
     def to_canonical(self, array: torch.Tensor) -> torch.Tensor:

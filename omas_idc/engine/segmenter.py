@@ -45,12 +45,21 @@ from omas_idc.engine.preprocessing import (
 from omas_idc.engine.recipes import merge_labelmaps, postprocess
 from omas_idc.engine.resampling import compute_new_shape, resample_slabs
 from omas_idc.engine.sliding_window import WindowGrid, gaussian_importance, patch_padding
+from omas_idc.engine.speed import WrapperGrid
 from omas_idc.engine.structures import keep_structures
+from omas_idc.engine.zoom import zoom_input, zoom_labels
 from omas_idc.errors import ConfigurationError, InferenceError
 from omas_idc.labelmap import TaskLabelMap
 from omas_idc.volume import CTVolume
 
-__all__ = ["DeviceKind", "Precision", "Segmenter", "SegmenterConfig", "torch_threads"]
+__all__ = [
+    "DeviceKind",
+    "Precision",
+    "Segmenter",
+    "SegmenterConfig",
+    "ZSplitMode",
+    "torch_threads",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +80,19 @@ class Precision(StrEnum):
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
+
+
+class ZSplitMode(StrEnum):
+    """Whether large images are cut into 3 overlapping parts along S (TotalSegmentator).
+
+    ``auto``: where the card's ``z_split`` rule says (TotalSegmentator: more than 512*512*900
+    voxels and 200 slices at 1.5 mm); ``always``: every image of a card with the rule
+    (TotalSegmentator's ``force_split``); ``never``.
+    """
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,13 @@ class SegmenterConfig:
     postprocessing
         Apply the recipe's post-processing (CADS's rules, a card's largest-component clean-up);
         ``False`` is CADS's ``--no-postprocessing``: the networks' labels as they are.
+    wrapper_grid
+        ``"reference"`` (the tool's zoom) or ``"centred"`` (see
+        :class:`~omas_idc.engine.speed.WrapperGrid`); only
+        cards with a ``wrapper_zoom`` block have a reference zoom.
+    z_split
+        ``"auto"``, ``"always"`` or ``"never"`` (see :class:`ZSplitMode`); only cards with a
+        ``z_split`` rule split.
     """
 
     device: str = "cpu"
@@ -124,9 +153,13 @@ class SegmenterConfig:
     resample_slab_mb: float = 256.0
     max_series_in_flight: int = 2
     postprocessing: bool = True
+    wrapper_grid: str = "reference"
+    z_split: str = "auto"
 
     def __post_init__(self) -> None:
         Precision.parse(self.precision, "precision")
+        WrapperGrid.parse(self.wrapper_grid, "wrapper grid")
+        ZSplitMode.parse(self.z_split, "z split")
         DeviceKind.parse(self.device.split(":")[0], "device")
         if self.batch_size < 1 or self.max_series_in_flight < 1:
             raise ConfigurationError("batch_size and max_series_in_flight must be >= 1")
@@ -192,6 +225,14 @@ class _Job:
     crop_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     undo_pad: tuple[slice, ...] = ()
     nbytes: int = 0
+    # a part along S of the working grid (TotalSegmentator's split): input slices [lo, hi),
+    # filling slices [keep_lo, keep_hi) of the whole map
+    part: tuple[int, int, int, int] | None = None
+
+    def working_shape(self) -> tuple[int, int, int]:
+        """The canonical shape of this job's input (its part of the working grid)."""
+        s, a, r = self.series.working_shape
+        return (s, a, r) if self.part is None else (self.part[1] - self.part[0], a, r)
 
 
 class Segmenter:
@@ -222,6 +263,8 @@ class Segmenter:
                 f"model is on {model.device} but the segmenter computes on {self.device}"
             )
         self.tile_step_size = self.config.tile_step_size or model.card.tile_step_size
+        grid = WrapperGrid.parse(self.config.wrapper_grid, "wrapper grid")
+        self._reference_zoom = grid is WrapperGrid.REFERENCE and model.card.wrapper_zoom is not None
         groups: dict[tuple[object, ...], list[LoadedTask]] = {}
         for task in model.tasks:
             groups.setdefault(task.group_key(), []).append(task)
@@ -336,7 +379,17 @@ class Segmenter:
         except Exception as err:  # noqa: BLE001 - isolate the failing series; it gets the error
             future.set_exception(err)
             return []
-        jobs = [_Job(series=series, tasks=tasks, key=key) for key, tasks in self._groups.items()]
+        parts: list[tuple[int, int, int, int] | None] = [None]
+        split = self.model.card.z_split
+        mode = ZSplitMode.parse(self.config.z_split, "z split")
+        if split is not None and mode is not ZSplitMode.NEVER:
+            if split.applies(series.working_shape, force=mode is ZSplitMode.ALWAYS):
+                parts = list(split.parts(series.working_shape[0]))
+        jobs = [
+            _Job(series=series, tasks=tasks, key=key, part=part)
+            for key, tasks in self._groups.items()
+            for part in parts
+        ]
         series.pending_jobs = series.unprepared_jobs = len(jobs)
         return jobs
 
@@ -347,8 +400,15 @@ class Segmenter:
         canonical = orientation.to_canonical(hu)
         spacing = orientation.spacing
         working, working_spacing = canonical, spacing
-        wrapper = self.model.card.spacing_mm
-        if wrapper is not None and self.model.card.recipe != "nnunet-native":
+        card = self.model.card
+        wrapper = card.spacing_mm
+        if wrapper is not None and card.recipe != "nnunet-native" and self._reference_zoom:
+            assert card.wrapper_zoom is not None
+            # the tools take the voxel size from the NIfTI affine's column norms
+            steps = orientation.step_lengths or spacing
+            working = zoom_input(canonical, steps, wrapper, card.wrapper_zoom)
+            working_spacing = (wrapper, wrapper, wrapper)
+        elif wrapper is not None and card.recipe != "nnunet-native":
             target = (wrapper, wrapper, wrapper)
             shape = compute_new_shape(canonical.shape, spacing, target)
             working = torch.empty(shape, device=self.output_device)
@@ -388,7 +448,8 @@ class Segmenter:
         tf = folder.transpose_forward
         series = job.series
         assert series.working is not None, "every job of a series is prepared once"
-        x = series.working.permute(tf)
+        working = series.working if job.part is None else series.working[job.part[0] : job.part[1]]
+        x = working.permute(tf)
         spacing = tuple(series.working_spacing[i] for i in tf)
         series.unprepared_jobs -= 1
         if series.unprepared_jobs <= 0:
@@ -478,7 +539,8 @@ class Segmenter:
     def _estimate(self, job: _Job) -> int:
         folder = job.tasks[0].folder
         tf = folder.transpose_forward
-        shape = tuple(job.series.working_shape[i] for i in tf)
+        working_shape = job.working_shape()
+        shape = tuple(working_shape[i] for i in tf)
         spacing = tuple(job.series.working_spacing[i] for i in tf)
         new = compute_new_shape(shape, spacing, folder.configuration.spacing)
         padded = tuple(max(n, p) for n, p in zip(new, folder.configuration.patch_size, strict=True))
@@ -562,8 +624,19 @@ class Segmenter:
             if not series.failed:
                 with torch_threads(self.config.threads), torch.inference_mode():
                     for task in job.tasks:
-                        series.labels[task.id] = self._labels_on_working_grid(job, task)
+                        labels = self._labels_on_working_grid(job, task)
                         job.logits.pop(task.id, None)
+                        if job.part is None:
+                            series.labels[task.id] = labels
+                            continue
+                        lo, _, keep_lo, keep_hi = job.part
+                        whole = series.labels.get(task.id)
+                        if whole is None:
+                            whole = torch.zeros(
+                                series.working_shape, dtype=labels.dtype, device=labels.device
+                            )
+                            series.labels[task.id] = whole
+                        whole[keep_lo:keep_hi] = labels[keep_lo - lo : keep_hi - lo]
         except Exception as err:  # noqa: BLE001 - isolate the failing series
             self._fail(series, err)
         job.logits.clear()
@@ -579,7 +652,8 @@ class Segmenter:
     def _labels_on_working_grid(self, job: _Job, task: LoadedTask) -> torch.Tensor:
         folder = task.folder
         tf = folder.transpose_forward
-        shape_t = tuple(job.series.working_shape[i] for i in tf)
+        working_shape = job.working_shape()
+        shape_t = tuple(working_shape[i] for i in tf)
         dtype = _label_dtype(folder.num_classes)
         full = torch.zeros(shape_t, dtype=dtype, device=self.output_device)
         if job.data is not None and job.weight is not None:
@@ -631,7 +705,11 @@ class Segmenter:
         out = []
         for task in self.model.tasks:
             array = labels.pop(task.id)
-            if tuple(array.shape) != series.canonical_shape:
+            if tuple(array.shape) != series.canonical_shape and self._reference_zoom:
+                assert self.model.card.wrapper_zoom is not None
+                mode = self.model.card.wrapper_zoom.mode
+                array = zoom_labels(array, series.canonical_shape, mode)
+            elif tuple(array.shape) != series.canonical_shape:
                 array = _nearest(array, series.canonical_shape, self.config.slab_elements)
             numpy_labels = array.to("cpu").numpy()
             dtype = np.uint8 if task.folder.num_classes <= 256 else np.uint16

@@ -55,8 +55,9 @@ class ModelSettings:
     """The model to run: a card name (``cads``, ``totalseg``, ``demo``) or a folder path.
 
     ``speed`` is a preset of :mod:`omas_idc.engine.speed` (``reference``: the card's settings;
-    ``quick``: body crop, tile step 0.75, labels resampled); ``body_crop``, ``tile_step_size``
-    and ``resample`` (``logits`` or ``labels``) replace the preset's where set. ``structures``
+    ``quick``: body crop, tile step 0.75, labels resampled, voxel-centred wrapper grid);
+    ``body_crop``, ``tile_step_size``, ``resample`` (``logits`` or ``labels``) and
+    ``wrapper_grid`` (``reference`` or ``centred``) replace the preset's where set. ``structures``
     runs only the tasks that label them and writes only them.
     """
 
@@ -69,6 +70,7 @@ class ModelSettings:
     body_crop: bool | None = None
     tile_step_size: float | None = None
     resample: str | None = None
+    wrapper_grid: str | None = None
     weights_dir: str | None = None
     postprocessing: bool = True
 
@@ -89,6 +91,7 @@ class ModelSettings:
             body_crop=self.body_crop,
             tile_step_size=self.tile_step_size,
             resample=self.resample,
+            wrapper_grid=self.wrapper_grid,
         )
 
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from omas_idc.cli import app
-from omas_idc.engine.speed import PRESETS, Speed, SpeedSettings, speed_settings
+from omas_idc.engine.speed import PRESETS, Speed, SpeedSettings, WrapperGrid, speed_settings
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.errors import ConfigurationError
 from omas_idc.run.config import ModelSettings, RunConfig, config_from_dict
@@ -20,17 +20,29 @@ def test_reference_changes_nothing_and_quick_is_the_former_fast() -> None:
     assert speed_settings() == SpeedSettings(False, None, True)  # the card's settings
     assert speed_settings("reference").describe() == "reference"
     quick = speed_settings("quick")
-    assert quick == SpeedSettings(body_crop=True, tile_step_size=0.75, resample_logits=False)
-    assert quick.describe() == "body crop, tile step 0.75, labels resampled (not logits)"
+    assert quick == SpeedSettings(
+        body_crop=True,
+        tile_step_size=0.75,
+        resample_logits=False,
+        wrapper_grid=WrapperGrid.CENTRED,
+    )
+    assert quick.describe() == (
+        "body crop, tile step 0.75, labels resampled (not logits), voxel-centred wrapper grid"
+    )
+    assert quick.short() == "crop+step0.75+labels+centred"
+    assert speed_settings().short() == ""
     assert set(PRESETS) == set(Speed)
 
 
 def test_explicit_options_replace_the_presets_settings() -> None:
-    assert speed_settings("quick", tile_step_size=0.5) == SpeedSettings(True, 0.5, False)
+    centred = WrapperGrid.CENTRED
+    assert speed_settings("quick", tile_step_size=0.5) == SpeedSettings(True, 0.5, False, centred)
     assert speed_settings("quick", body_crop=False, resample="logits") == SpeedSettings(
-        False, 0.75, True
+        False, 0.75, True, centred
     )
     assert speed_settings(tile_step_size=0.8, resample="labels") == SpeedSettings(False, 0.8, False)
+    assert speed_settings("quick", wrapper_grid="reference").wrapper_grid is WrapperGrid.REFERENCE
+    assert speed_settings(wrapper_grid="centred") == SpeedSettings(wrapper_grid=centred)
 
 
 def test_unknown_names_and_bad_steps_are_refused() -> None:
@@ -38,6 +50,8 @@ def test_unknown_names_and_bad_steps_are_refused() -> None:
         speed_settings("quik")
     with pytest.raises(ConfigurationError, match="Did you mean 'labels'"):
         speed_settings(resample="label")
+    with pytest.raises(ConfigurationError, match="Did you mean 'centred'"):
+        speed_settings(wrapper_grid="centered")
     with pytest.raises(ConfigurationError, match=r"\(0, 1\]"):
         speed_settings(tile_step_size=1.5)
 
@@ -57,7 +71,9 @@ def test_fast_says_what_it_became_and_where_totalsegmentators_fast_is(
 
 def test_run_configuration_carries_speed_and_structures() -> None:
     settings = RunConfig().with_overrides(model={"speed": "quick", "tile_step_size": 0.6})
-    assert settings.model.speed_settings() == SpeedSettings(True, 0.6, False)
+    assert settings.model.speed_settings() == SpeedSettings(True, 0.6, False, WrapperGrid.CENTRED)
+    settings = RunConfig().with_overrides(model={"wrapper_grid": "centred"})
+    assert settings.model.speed_settings() == SpeedSettings(wrapper_grid=WrapperGrid.CENTRED)
     loaded = config_from_dict({"model": {"name": "totalseg", "structures": ["liver", "heart"]}})
     assert loaded.model.structures == ("liver", "heart")
     assert loaded.model.speed_settings() == SpeedSettings()
