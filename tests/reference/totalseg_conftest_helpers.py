@@ -1,0 +1,186 @@
+"""Cases for the TotalSegmentator reference tests: CT volumes, their NIfTI, both tools' maps.
+
+Both tools get the same voxels: a :class:`~omas_idc.volume.CTVolume` is written with
+``omas_idc.nifti.write_nifti`` (NIfTI data ``(i, j, k)`` = the volume's ``[z, y, x]``
+transposed, RAS affine of its LPS affine), TotalSegmentator reads that file, and its label map
+comes back on the same grid (:attr:`ReferenceResult.zyx` is then in the volume's order). A case
+is run once per test session (:func:`run_case`) and shared by the harness and fidelity tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from totalseg_reference import CARD_SETTINGS, ReferenceResult, install_weights, run_totalseg
+
+from omas_idc.geometry import LPS_TO_RAS, VolumeGeometry
+from omas_idc.nifti import read_nifti, write_nifti
+from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
+
+#: The real CT (TotalSegmentator's own test image, 3 mm, RAS) of ../shared/data.
+REAL_CT = "totalsegmentator/tests/reference_files/example_ct_sm.nii.gz"
+
+#: Options that stop no output from changing: one export worker instead of six (each is a
+#: spawned interpreter importing torch, which costs more than it saves on two cores).
+QUIET_WORKERS: dict[str, Any] = {"nr_thr_saving": 1}
+
+#: Patch size of the synthetic folders (all cases fit a few tiles).
+PATCH = (32, 64, 64)
+
+
+def volume_from_array(hu: npt.NDArray[np.integer], geometry: VolumeGeometry) -> CTVolume:
+    """A CTVolume with dummy references and header around an int16 ``[z, y, x]`` array."""
+    refs = tuple(
+        SourceReference("1.2.840.10008.5.1.4.1.1.2", f"1.2.3.{i + 1}") for i in range(hu.shape[0])
+    )
+    header = SeriesHeader(
+        series_instance_uid="1.2.3.4", study_instance_uid="1.2.3", frame_of_reference_uid="1.2.5"
+    )
+    return CTVolume(
+        hu=np.ascontiguousarray(hu, dtype=np.int16),
+        geometry=geometry,
+        source_refs=refs,
+        header=header,
+    )
+
+
+def geometry_from_affine(
+    lps: npt.NDArray[np.float64], shape: tuple[int, int, int]
+) -> VolumeGeometry:
+    """The grid of an LPS voxel ``(x, y, z)`` affine and a ``[z, y, x]`` shape."""
+    column_step, row_step, slice_step = lps[:3, 0], lps[:3, 1], lps[:3, 2]
+    col_spacing = float(np.linalg.norm(column_step))
+    row_spacing = float(np.linalg.norm(row_step))
+    orientation = [*(column_step / col_spacing), *(row_step / row_spacing)]
+    positions = lps[:3, 3] + np.arange(shape[0])[:, None] * slice_step
+    return VolumeGeometry.from_slices(
+        orientation, (row_spacing, col_spacing), positions, shape[1], shape[2]
+    )
+
+
+def real_ct_volume(shared_data: Path, *, k: slice, j: slice, i: slice) -> CTVolume:
+    """A crop of the real CT (NIfTI index ranges ``i, j, k``) as a CTVolume."""
+    hu, lps = read_nifti(shared_data / REAL_CT)
+    start = np.array([i.start or 0, j.start or 0, k.start or 0, 1.0])
+    cropped = np.ascontiguousarray(hu[k, j, i])
+    affine = lps.copy()
+    affine[:3, 3] = (lps @ start)[:3]
+    return volume_from_array(cropped, geometry_from_affine(affine, cropped.shape))
+
+
+def phantom_volume(**changes: Any) -> CTVolume:
+    """A small phantom acquisition as a CTVolume (no DICOM round trip)."""
+    from omas_idc.phantom import PhantomOptions, render_phantom
+
+    base = PhantomOptions(shape=(24, 40, 48), pixel_spacing=(3.0, 3.5), slice_spacing=4.0)
+    geometry, hu, _labels, _structures = render_phantom(replace(base, **changes))
+    return volume_from_array(np.round(hu).astype(np.int16), geometry)
+
+
+#: The real CT crop: 64 x 64 x 12 voxels of 3 mm (upper abdomen: liver, spleen, ribs, spine).
+REAL_CROP = {"k": slice(12, 24), "j": slice(20, 84), "i": slice(30, 94)}
+
+#: Phantom acquisitions other than axial head-first supine.
+PHANTOMS: dict[str, dict[str, Any]] = {
+    "coronal": {"orientation": "coronal"},
+    "feet-first-prone": {"patient_position": "FFP"},
+}
+
+
+def case_volume(name: str, shared_data: Path | None = None) -> CTVolume:
+    """The CT of a named case: ``"real-ct"`` (needs ``shared_data``) or a :data:`PHANTOMS` key."""
+    if name == "real-ct":
+        if shared_data is None:
+            raise ValueError("the real CT case needs the shared data folder")
+        return real_ct_volume(shared_data, **REAL_CROP)
+    return phantom_volume(**PHANTOMS[name])
+
+
+@dataclass
+class CaseRun:
+    """One case through both tools (arrays in the volume's ``[z, y, x]`` order)."""
+
+    volume: CTVolume
+    reference: ReferenceResult
+    omas: npt.NDArray[np.unsignedinteger]
+    omas_s: float
+    omas_cpu_s: float
+
+
+_RUNS: dict[tuple[str, str], CaseRun] = {}
+
+
+def weights(root: Path, card: str) -> tuple[Path, Path]:
+    """Synthetic folders of ``card`` under ``root`` and a TotalSegmentator home holding them."""
+    from omas_idc.testing.reference_models import card_folders
+
+    weights_root, home = root / "weights", root / "home"
+    if not (weights_root / card).is_dir():
+        card_folders(card, weights_root, patch_size=PATCH)
+    install_weights(home, weights_root, card)
+    return weights_root, home
+
+
+def omas_labels(
+    card: str, weights_root: Path, volume: CTVolume
+) -> tuple[npt.NDArray[np.unsignedinteger], float]:
+    """omas-idc's combined label map of ``volume`` (``[z, y, x]``) and its seconds."""
+    from omas_idc.engine.model import load_model
+    from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
+
+    model = load_model(card, weights_dir=weights_root)
+    started = time.perf_counter()
+    with Segmenter(model, SegmenterConfig(device="cpu")) as segmenter:
+        maps = segmenter.segment(volume)
+    seconds = time.perf_counter() - started
+    if len(maps) != 1:
+        raise AssertionError(f"{card}: expected one combined map, got {[m.task for m in maps]}")
+    return maps[0].array, seconds
+
+
+def run_case(root: Path, card: str, name: str, shared_data: Path | None = None) -> CaseRun:
+    """Both tools on the case :func:`case_volume` names (each (card, case) runs once per
+    session, so the harness and fidelity tests share their runs)."""
+    key = (card, name)
+    if key not in _RUNS:
+        volume = case_volume(name, shared_data)
+        weights_root, home = weights(root, card)
+        case_dir = root / "cases" / f"{card}-{name}"
+        case_dir.mkdir(parents=True, exist_ok=True)
+        ct = case_dir / "ct.nii.gz"
+        write_nifti(ct, volume.hu, volume.geometry)
+        settings = CARD_SETTINGS[card]
+        reference = run_totalseg(ct, home, case_dir, **settings, extra=QUIET_WORKERS)
+        cpu = time.process_time()
+        omas, seconds = omas_labels(card, weights_root, volume)
+        _RUNS[key] = CaseRun(volume, reference, omas, seconds, time.process_time() - cpu)
+    return _RUNS[key]
+
+
+def ras_affine(volume: CTVolume) -> npt.NDArray[np.float64]:
+    """The NIfTI (RAS) affine ``write_nifti`` gives the volume."""
+    return LPS_TO_RAS @ volume.geometry.affine
+
+
+def report(title: str, stats: dict[str, Any], run: CaseRun | None = None) -> str:
+    """A printable summary of :func:`compare_labelmaps`' result (and the run's cost)."""
+    lines = [
+        f"{title}: equal voxels {stats['equal_fraction']:.5f} "
+        f"({stats['differing']} differ), worst Dice {stats['worst_dice']:.4f} "
+        f"(label {stats['worst_label']}), {len(stats['dice'])} scored labels"
+    ]
+    if run is not None:
+        lines.append(
+            f"  TotalSegmentator {run.reference.wall_s:.1f} s in the call, "
+            f"{run.reference.process_s:.1f} s and {run.reference.cpu_s:.1f} CPU s in all, "
+            f"peak {run.reference.peak_rss_bytes / 2**20:.0f} MiB; "
+            f"omas-idc {run.omas_s:.1f} s ({run.omas_cpu_s:.1f} CPU s)"
+        )
+    low = sorted(stats["dice"].items(), key=lambda kv: kv[1])[:5]
+    lines.append("  lowest Dice: " + ", ".join(f"{k}={v:.4f}" for k, v in low))
+    return "\n".join(lines)
