@@ -197,6 +197,10 @@ class ModelCard:
     source
         The card file of a card whose result folders lie beside it (packaged models and
         users' families); ``None`` for built-in cards whose weights live in the cache.
+    logit_sums
+        The dtype the sliding window sums Gaussian-weighted logits in: ``"float16"`` as nnU-Net's
+        predictor does (the reference pipelines, CADS and TotalSegmentator, run it), or
+        ``"float32"`` (more precise, other labels where logits nearly tie).
     reference
         The tool whose pipeline the card reproduces, as the card's ``reference`` block says
         (repository, package version, tag, commit, the source files of its settings); empty
@@ -222,6 +226,7 @@ class ModelCard:
     reference: Mapping[str, str] = field(default_factory=dict)
     wrapper_zoom: WrapperZoom | None = None
     z_split: ZSplit | None = None
+    logit_sums: str = "float32"
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -243,6 +248,11 @@ class ModelCard:
                     raise ModelError(
                         f"model card {self.name!r}: task {task.id} depends on unknown task {dep}"
                     )
+        if self.logit_sums not in ("float16", "float32"):
+            raise ModelError(
+                f"model card {self.name!r}: logit_sums must be 'float16' (nnU-Net's predictor) "
+                f"or 'float32', got {self.logit_sums!r}"
+            )
         if self.merge is not None:
             unknown = sorted(set(self.merge.offsets) - set(ids))
             if unknown:
@@ -368,6 +378,7 @@ def _parse(
             reference={str(k): str(v) for k, v in data.get("reference", {}).items()},
             wrapper_zoom=WrapperZoom(**data["wrapper_zoom"]) if data.get("wrapper_zoom") else None,
             z_split=ZSplit(**data["z_split"]) if data.get("z_split") else None,
+            logit_sums=str(data.get("logit_sums", "float32")),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"{where} is malformed: {err!r}") from err
