@@ -1,12 +1,15 @@
 """The batched segmenter: CTVolumes in, one TaskLabelMap per task out, on the source grid.
 
-Producer/consumer: :meth:`Segmenter.submit` queues a volume and returns a future; one worker
+Producer/consumer: :meth:`Segmenter.submit` queues a volume and returns a future; a worker
 thread owns the compute device, preprocesses each series (reorientation, wrapper resampling,
 nnU-Net preprocessing per group of tasks sharing plans), and fills batches with tiles from the
 series in flight, several series and several tasks per batch: the tiles of a group go through
 every network (task x fold) of that group. The caller reads series n+1 and encodes series n-1
 meanwhile. Accumulators of the series in flight are bounded by ``memory_limit_gb``; a series
-that cannot fit alone fails with :class:`~omas_idc.errors.InferenceError`.
+that cannot fit alone fails with :class:`~omas_idc.errors.InferenceError`. On an accelerator
+the preparation and the finishing (logits to labels, post-processing) run on threads of their
+own beside the device's (:mod:`omas_idc.engine.overlap`), so that the device does not wait for
+them; on the CPU one thread does it all (``overlap_cpu_work``).
 
 Logits exist only at the model resolution, per task. They are resampled back to the source grid
 slab by slab, all classes of a task at once, and each slab is reduced to labels straight away
@@ -27,15 +30,17 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from omas_idc.choices import StrEnum
+from omas_idc.engine.jobs import Job, SeriesInFlight
 from omas_idc.engine.model import LoadedTask, SegmentationModel
 from omas_idc.engine.modelfolder import ResamplingSpec
+from omas_idc.engine.overlap import OverlapWorker, Request
 from omas_idc.engine.preprocessing import (
     CanonicalOrientation,
     body_bbox,
@@ -139,6 +144,18 @@ class SegmenterConfig:
     z_split
         ``"auto"``, ``"always"`` or ``"never"`` (see :class:`ZSplitMode`); only cards with a
         ``z_split`` rule split.
+    logit_sums
+        ``"float16"`` or ``"float32"``: the dtype the sliding window sums the Gaussian-weighted
+        logits and weights in and divides them in; ``None``: the card's (``float16`` for the
+        CADS and TotalSegmentator cards, as nnU-Net's predictor does: its rounding decides
+        voxels where logits nearly tie; multi-fold models sum the folds of a tile in float32
+        first, where nnU-Net sums whole-image float16 maps). Accumulators take half the memory
+        in float16.
+    overlap_cpu_work
+        Prepare series and jobs, and turn logits into labels, on threads beside the device's,
+        while it runs the windows (:mod:`omas_idc.engine.overlap`); ``False``: one worker
+        thread does it all, between batches; ``None``: overlapped where the compute device is
+        not the CPU (on the CPU both compete for the same cores). The labels are the same.
     """
 
     device: str = "cpu"
@@ -155,11 +172,18 @@ class SegmenterConfig:
     postprocessing: bool = True
     wrapper_grid: str = "reference"
     z_split: str = "auto"
+    overlap_cpu_work: bool | None = None
+    logit_sums: str | None = None
 
     def __post_init__(self) -> None:
         Precision.parse(self.precision, "precision")
         WrapperGrid.parse(self.wrapper_grid, "wrapper grid")
         ZSplitMode.parse(self.z_split, "z split")
+        if self.logit_sums not in (None, "float16", "float32"):
+            raise ConfigurationError(
+                f"logit_sums must be 'float16' (nnU-Net's predictor) or 'float32', "
+                f"got {self.logit_sums!r}"
+            )
         DeviceKind.parse(self.device.split(":")[0], "device")
         if self.batch_size < 1 or self.max_series_in_flight < 1:
             raise ConfigurationError("batch_size and max_series_in_flight must be >= 1")
@@ -173,66 +197,46 @@ class SegmenterConfig:
             )
 
     @property
+    def overlapped(self) -> bool:
+        """Whether the CPU work runs beside the device's (``overlap_cpu_work`` resolved)."""
+        if self.overlap_cpu_work is None:
+            return self.device.split(":")[0] != DeviceKind.CPU
+        return self.overlap_cpu_work
+
+    @property
     def slab_elements(self) -> int:
         """Elements of the largest intermediate of one resampling slab (float32, about 4 live)."""
         return max(1, int(self.resample_slab_mb * 2**20 / (4 * 4)))
 
 
+_threads_lock = threading.Lock()
+_threads_depth = 0
+_threads_before = 0
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for a block and restore them after (no lasting change)."""
+    """Set torch's intra-op threads for a block and restore them after (no lasting change).
+
+    Thread-safe: blocks may overlap on several threads (the overlapped worker's); the setting
+    from before the first of them is restored when the last one ends.
+    """
+    global _threads_depth, _threads_before
     if threads is None:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
+    with _threads_lock:
+        if _threads_depth == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_depth += 1
+        torch.set_num_threads(int(threads))
     try:
         yield
     finally:
-        torch.set_num_threads(before)
-
-
-@dataclass(eq=False)
-class _Series:
-    volume: CTVolume
-    future: Future[list[TaskLabelMap]]
-    orientation: CanonicalOrientation
-    # canonical (S, A, R) HU: int16, or float32 where a wrapper resampled it; dropped once
-    # every job has its model-grid input
-    working: torch.Tensor | None
-    working_spacing: tuple[float, float, float]
-    working_shape: tuple[int, int, int]
-    canonical_shape: tuple[int, int, int]
-    labels: dict[str, torch.Tensor] = field(default_factory=dict)
-    pending_jobs: int = 0
-    unprepared_jobs: int = 0
-    failed: bool = False
-
-
-@dataclass(eq=False)
-class _Job:
-    series: _Series
-    tasks: list[LoadedTask]
-    key: tuple[object, ...]
-    data: torch.Tensor | None = None
-    grid: WindowGrid | None = None
-    starts: list[tuple[int, int, int]] = field(default_factory=list)
-    next_window: int = 0
-    logits: dict[str, torch.Tensor] = field(default_factory=dict)
-    weight: torch.Tensor | None = None
-    bbox: tuple[slice, slice, slice] | None = None
-    crop_shape: tuple[int, int, int] = (0, 0, 0)
-    crop_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    undo_pad: tuple[slice, ...] = ()
-    nbytes: int = 0
-    # a part along S of the working grid (TotalSegmentator's split): input slices [lo, hi),
-    # filling slices [keep_lo, keep_hi) of the whole map
-    part: tuple[int, int, int, int] | None = None
-
-    def working_shape(self) -> tuple[int, int, int]:
-        """The canonical shape of this job's input (its part of the working grid)."""
-        s, a, r = self.series.working_shape
-        return (s, a, r) if self.part is None else (self.part[1] - self.part[0], a, r)
+        with _threads_lock:
+            _threads_depth -= 1
+            if _threads_depth == 0:
+                torch.set_num_threads(_threads_before)
 
 
 class Segmenter:
@@ -265,14 +269,17 @@ class Segmenter:
         self.tile_step_size = self.config.tile_step_size or model.card.tile_step_size
         grid = WrapperGrid.parse(self.config.wrapper_grid, "wrapper grid")
         self._reference_zoom = grid is WrapperGrid.REFERENCE and model.card.wrapper_zoom is not None
+        # nnU-Net's predictor sums Gaussian-weighted logits and weights in float16 and divides
+        # them in float16: the reference cards ask for the same rounding (card.logit_sums)
+        sums = self.config.logit_sums or model.card.logit_sums
+        self._sum_dtype = torch.float16 if sums == "float16" else torch.float32
         groups: dict[tuple[object, ...], list[LoadedTask]] = {}
         for task in model.tasks:
             groups.setdefault(task.group_key(), []).append(task)
         self._groups = groups
-        self._queue: queue.Queue[tuple[CTVolume, Future[list[TaskLabelMap]]] | None] = queue.Queue(
-            maxsize=self.config.max_series_in_flight
-        )
-        self._worker: threading.Thread | None = None
+        self._queue: queue.Queue[Request] = queue.Queue(maxsize=self.config.max_series_in_flight)
+        self._worker: threading.Thread | OverlapWorker | None = None
+        self._futures_lock = threading.Lock()
         self._closed = False
 
     # -- public API -------------------------------------------------------------------------
@@ -287,7 +294,17 @@ class Segmenter:
         if self._closed:
             raise InferenceError("segmenter is closed")
         if self._worker is None:
-            self._worker = threading.Thread(target=self._run, name="omas-idc-segment", daemon=True)
+            if self.config.overlapped:
+                self._worker = OverlapWorker(
+                    self,
+                    self._queue,
+                    int(self.config.memory_limit_gb * 2**30),
+                    self.config.max_series_in_flight,
+                )
+            else:
+                self._worker = threading.Thread(
+                    target=self._run, name="omas-idc-segment", daemon=True
+                )
             self._worker.start()
         future: Future[list[TaskLabelMap]] = Future()
         self._queue.put((volume, future))
@@ -319,7 +336,7 @@ class Segmenter:
             series.unprepared_jobs = len(self._groups)
             out: dict[str, torch.Tensor] = {}
             for key, tasks in self._groups.items():
-                job = _Job(series=series, tasks=tasks, key=key)
+                job = Job(series=series, tasks=tasks, key=key)
                 self._prepare_job(job)
                 active = [job]
                 while job.next_window < len(job.starts):
@@ -333,7 +350,7 @@ class Segmenter:
         return out
 
     def close(self) -> None:
-        """Finish queued work and stop the worker."""
+        """Finish queued work and stop the worker's threads."""
         if self._worker is not None and not self._closed:
             self._queue.put(None)
             self._worker.join()
@@ -348,8 +365,8 @@ class Segmenter:
     # -- worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        waiting: list[_Job] = []
-        active: list[_Job] = []
+        waiting: list[Job] = []
+        active: list[Job] = []
         stop = False
         while True:
             in_flight = {id(j.series) for j in waiting + active}
@@ -372,7 +389,7 @@ class Segmenter:
             with torch_threads(self.config.threads):
                 self._step(active)
 
-    def _start_series(self, volume: CTVolume, future: Future[list[TaskLabelMap]]) -> list[_Job]:
+    def _start_series(self, volume: CTVolume, future: Future[list[TaskLabelMap]]) -> list[Job]:
         try:
             with torch_threads(self.config.threads), torch.inference_mode():
                 series = self._prepare_series(volume, future)
@@ -386,14 +403,16 @@ class Segmenter:
             if split.applies(series.working_shape, force=mode is ZSplitMode.ALWAYS):
                 parts = list(split.parts(series.working_shape[0]))
         jobs = [
-            _Job(series=series, tasks=tasks, key=key, part=part)
+            Job(series=series, tasks=tasks, key=key, part=part)
             for key, tasks in self._groups.items()
             for part in parts
         ]
         series.pending_jobs = series.unprepared_jobs = len(jobs)
         return jobs
 
-    def _prepare_series(self, volume: CTVolume, future: Future[list[TaskLabelMap]]) -> _Series:
+    def _prepare_series(
+        self, volume: CTVolume, future: Future[list[TaskLabelMap]]
+    ) -> SeriesInFlight:
         orientation = CanonicalOrientation.of(volume.geometry)
         # int16 as read: converted to float32 slab by slab where it is normalised
         hu = torch.from_numpy(np.ascontiguousarray(volume.hu)).to(self.output_device)
@@ -423,7 +442,7 @@ class Segmenter:
             ):
                 working[region] = slab[0]
             working_spacing = target
-        return _Series(
+        return SeriesInFlight(
             volume=volume,
             future=future,
             orientation=orientation,
@@ -433,15 +452,16 @@ class Segmenter:
             canonical_shape=(canonical.shape[0], canonical.shape[1], canonical.shape[2]),
         )
 
-    def _job_bytes(self, job: _Job, padded: tuple[int, ...], crop: tuple[int, ...]) -> int:
+    def _job_bytes(self, job: Job, padded: tuple[int, ...], crop: tuple[int, ...]) -> int:
         # model-grid input, weights and logits of every task of the group; labels on the
         # working grid (at most int16); one resampling slab in flight
         n_model = math.prod(padded)
         classes = sum(t.folder.num_classes for t in job.tasks)
         labels = 2 * math.prod(crop) * len(job.tasks)
-        return 4 * n_model * (classes + 2) + labels + int(self.config.resample_slab_mb * 2**20)
+        sums = self._sum_dtype.itemsize * n_model * (classes + 1)
+        return 4 * n_model + sums + labels + int(self.config.resample_slab_mb * 2**20)
 
-    def _prepare_job(self, job: _Job) -> None:
+    def _prepare_job(self, job: Job) -> None:
         task = job.tasks[0]
         folder = task.folder
         config = folder.configuration
@@ -487,13 +507,14 @@ class Segmenter:
         job.grid = WindowGrid(shape, config.patch_size, self.tile_step_size)
         job.starts = job.grid.starts()
         job.data = data
-        job.weight = torch.zeros(shape, device=self.output_device)
+        sums = self._sum_dtype
+        job.weight = torch.zeros(shape, dtype=sums, device=self.output_device)
         job.logits = {
-            t.id: torch.zeros((t.folder.num_classes, *shape), device=self.output_device)
+            t.id: torch.zeros((t.folder.num_classes, *shape), dtype=sums, device=self.output_device)
             for t in job.tasks
         }
 
-    def _admit(self, waiting: list[_Job], active: list[_Job]) -> None:
+    def _admit(self, waiting: list[Job], active: list[Job]) -> None:
         limit = int(self.config.memory_limit_gb * 2**30)
         used = sum(j.nbytes for j in active)
         while waiting:
@@ -511,17 +532,7 @@ class Segmenter:
                 return
             waiting.pop(0)
             if estimate > limit:
-                self._fail(
-                    job.series,
-                    InferenceError(
-                        f"needs about {estimate / 2**30:.1f} GiB for tasks "
-                        f"{[t.id for t in job.tasks]} at model resolution but memory_limit_gb is "
-                        f"{self.config.memory_limit_gb}; raise the limit, use body_crop, or "
-                        "segment fewer tasks at once",
-                        series_instance_uid=job.series.volume.series_instance_uid,
-                        reason="memory",
-                    ),
-                )
+                self._fail(job.series, self._memory_error(job, estimate))
                 continue
             try:
                 with torch_threads(self.config.threads), torch.inference_mode():
@@ -536,7 +547,7 @@ class Segmenter:
             else:
                 active.append(job)
 
-    def _estimate(self, job: _Job) -> int:
+    def _estimate(self, job: Job) -> int:
         folder = job.tasks[0].folder
         tf = folder.transpose_forward
         working_shape = job.working_shape()
@@ -546,10 +557,30 @@ class Segmenter:
         padded = tuple(max(n, p) for n, p in zip(new, folder.configuration.patch_size, strict=True))
         return self._job_bytes(job, padded, shape)
 
-    def _fail(self, series: _Series, err: BaseException) -> None:
-        if not series.failed:
-            series.failed = True
-            series.future.set_exception(err)
+    def _fail(self, series: SeriesInFlight, err: BaseException) -> None:
+        with self._futures_lock:  # the overlapped worker's threads may fail one series at once
+            if not series.failed:
+                series.failed = True
+                if not series.future.done():
+                    series.future.set_exception(err)
+
+    def _resolve(self, series: SeriesInFlight, labelmaps: list[TaskLabelMap]) -> None:
+        with self._futures_lock:
+            if not series.failed and not series.future.done():
+                series.future.set_result(labelmaps)
+
+    def _torch_threads(self) -> contextlib.AbstractContextManager[None]:
+        return torch_threads(self.config.threads)
+
+    def _memory_error(self, job: Job, estimate: int) -> InferenceError:
+        return InferenceError(
+            f"needs about {estimate / 2**30:.1f} GiB for tasks "
+            f"{[t.id for t in job.tasks]} at model resolution but memory_limit_gb is "
+            f"{self.config.memory_limit_gb}; raise the limit, use body_crop, or "
+            "segment fewer tasks at once",
+            series_instance_uid=job.series.volume.series_instance_uid,
+            reason="memory",
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         precision = Precision.parse(self.config.precision, "precision")
@@ -562,15 +593,15 @@ class Segmenter:
         return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
-    def _step(self, active: list[_Job]) -> None:
+    def _step(self, active: list[Job]) -> None:
         self._step_windows(active)
         for job in [j for j in active if j.next_window >= len(j.starts)]:
             active.remove(job)
             self._finish_job(job)
 
-    def _step_windows(self, active: list[_Job]) -> None:
+    def _step_windows(self, active: list[Job]) -> None:
         key = active[0].key
-        batch: list[tuple[_Job, tuple[int, int, int]]] = []
+        batch: list[tuple[Job, tuple[int, int, int]]] = []
         for job in active:
             if job.key != key:
                 continue
@@ -618,7 +649,7 @@ class Segmenter:
                 prediction /= len(combos) + 1
         return prediction
 
-    def _finish_job(self, job: _Job) -> None:
+    def _finish_job(self, job: Job) -> None:
         series = job.series
         try:
             if not series.failed:
@@ -645,11 +676,11 @@ class Segmenter:
         if series.pending_jobs == 0 and not series.failed:
             try:
                 with torch_threads(self.config.threads), torch.inference_mode():
-                    series.future.set_result(self._finish_series(series))
+                    self._resolve(series, self._finish_series(series))
             except Exception as err:  # noqa: BLE001 - isolate the failing series
                 self._fail(series, err)
 
-    def _labels_on_working_grid(self, job: _Job, task: LoadedTask) -> torch.Tensor:
+    def _labels_on_working_grid(self, job: Job, task: LoadedTask) -> torch.Tensor:
         folder = task.folder
         tf = folder.transpose_forward
         working_shape = job.working_shape()
@@ -665,7 +696,8 @@ class Segmenter:
             model_spacing = folder.configuration.spacing
             if self.config.resample_logits:
                 slabs = resample_slabs(
-                    lambda region: logits[(slice(None), *region)] / weight[region],
+                    # divided in the sums' dtype (nnU-Net: float16), resampled in float32
+                    lambda region: (logits[(slice(None), *region)] / weight[region]).float(),
                     model_shape,
                     job.crop_shape,
                     model_spacing,
@@ -694,7 +726,7 @@ class Segmenter:
                     target[region] = slab[0]
         return full.permute(folder.transpose_backward)
 
-    def _finish_series(self, series: _Series) -> list[TaskLabelMap]:
+    def _finish_series(self, series: SeriesInFlight) -> list[TaskLabelMap]:
         labels = postprocess(
             self.model,
             series.labels,

@@ -14,10 +14,11 @@ from nnunet_reference import (
     volume_from_phantom,
 )
 
+from omas_idc.engine.jobs import Job
 from omas_idc.engine.model import load_model
 from omas_idc.engine.nnunet_reference import float32_accumulators
 from omas_idc.engine.preprocessing import CanonicalOrientation
-from omas_idc.engine.segmenter import Segmenter, SegmenterConfig, _Job
+from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
 from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.phantom import PhantomOptions, render_phantom
 
@@ -70,7 +71,7 @@ def test_window_logits_and_labels_match_nnunet_at_model_spacing(
         predictor.dataset_json,
     )
     series = segmenter._prepare_series(volume, Future())
-    job = _Job(series=series, tasks=model.tasks, key=model.tasks[0].group_key())
+    job = Job(series=series, tasks=model.tasks, key=model.tasks[0].group_key())
     segmenter._prepare_job(job)
     assert job.data is not None
     assert job.grid is not None
