@@ -79,6 +79,7 @@ STAGES = (
     "network windows: forward",
     "resample from 1.5 mm",
     "post-processing",
+    "segment: other",
     "encode (LABELMAP SEGs)",
     "QA + SR",
     "publish (previews + upload)",
@@ -279,6 +280,11 @@ def _timed_segmenter(meter: Meter, windows: int, measured_tasks: int) -> tuple[t
             with meter.within("resample from 1.5 mm"):
                 return super()._labels_on_working_grid(job, task)
 
+        def _finish_series(self, series: Any) -> Any:
+            # labels back to the source grid (nearest) and orientation; post-processing inside
+            with meter.within("resample from 1.5 mm"):
+                return super()._finish_series(series)
+
     return TimedSegmenter, stats
 
 
@@ -314,7 +320,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     with meter.within("read"):
         volume = read_series(folder, series_instance_uid=ref.series_instance_uid)
     with segmenter_class(model, config) as engine:
-        with meter.within("segment (rest)"):
+        with meter.within("segment: other"):
             maps = engine.segment(volume)
     staging = work / "staging"
     with meter.within("encode (LABELMAP SEGs)"):
@@ -327,7 +333,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         store = ObjectStore(f"s3://{OUT_BUCKET}/out", endpoint_url=endpoint)
         publish_series(store, ref, outputs, {"source_series_instance_uid": ref.series_instance_uid})
     meter.switch(None)
-    return {
+    result: dict[str, Any] = {
         "cpu": meter.cpu,
         "wall": meter.wall,
         "peak_gb": meter.peak_gb,
@@ -340,6 +346,10 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         "classes": sum(len(t.folder.labels) - 1 for t in model.tasks),
         "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
     }
+    # kept beside the networks (in --workdir), for --replay
+    saved = Path(spec["weights"]).parent / f"stages-{spec['input']}.json"
+    saved.write_text(json.dumps(result, indent=1))
+    return result
 
 
 # -- the parent ------------------------------------------------------------------------------
@@ -442,6 +452,9 @@ def main() -> None:
     parser.add_argument(
         "--shared", default=str(SHARED), help="the shared data folder (../shared/data)"
     )
+    parser.add_argument(
+        "--replay", default=None, help="print the tables again from a --workdir's saved results"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -460,13 +473,40 @@ def main() -> None:
         inputs.remove("real")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
+    if args.replay:
+        saved = {n: Path(args.replay) / f"stages-{n}.json" for n in inputs}
+        _report({n: json.loads(p.read_text()) for n, p in saved.items() if p.exists()}, args)
+        return
     keep = Path(args.workdir) if args.workdir else None
     with tempfile.TemporaryDirectory(prefix="omas-stages-") as temporary:
         root = keep or Path(temporary)
         root.mkdir(parents=True, exist_ok=True)
         weights = _networks(root, tasks, args.quick)
         folders = {n: (real if n == "real" else _phantom(root / "phantoms", n)) for n in inputs}
-        results = _measure(Path(temporary), weights, folders, tasks, args)
+        raw = _measure(Path(temporary), weights, folders, tasks, args)
+    _report(raw, args)
+
+
+def _with_windows(raw: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], float]]:
+    """Each input with the CPU s per window its forward row uses: the first input's mean."""
+    results: dict[str, tuple[dict[str, Any], float]] = {}
+    window_cpu: float | None = None
+    for name, data in raw.items():
+        measured = data["forward_cpu"]
+        if window_cpu is None:
+            if not measured:
+                raise SystemExit(f"no window of input {name} went through a network")
+            window_cpu = sum(measured) / len(measured)
+            data["window_source"] = "measured here"
+        else:
+            data["window_source"] = "measured on the first input"
+            data["forward_peak_gb"] = next(iter(results.values()))[0]["forward_peak_gb"]
+        results[name] = (data, window_cpu)
+    return results
+
+
+def _report(raw: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    results = _with_windows(raw)
     print(
         f"{len(results)} inputs on {os.cpu_count()} CPUs; CADS networks: "
         + ("small ResEnc (32^3 patch; --quick)" if args.quick else "ResEnc-L, 192^3 patch")
@@ -475,13 +515,12 @@ def main() -> None:
     )
     for name, (data, window_cpu) in results.items():
         _print_input(name, data, window_cpu, data["window_source"])
-    if results:
-        first_data = next(iter(results.values()))[0]
-        measured = first_data["forward_cpu"]
-        print(
-            f"forward: {len(measured)} windows measured ({', '.join(f'{c:.2f}' for c in measured)} "
-            f"CPU s); peak {first_data['forward_peak_gb']:.2f} GB while one ran"
-        )
+    first_data = next(iter(results.values()))[0]
+    measured = first_data["forward_cpu"]
+    print(
+        f"forward: {len(measured)} windows measured ({', '.join(f'{c:.2f}' for c in measured)} "
+        f"CPU s); peak {first_data['forward_peak_gb']:.2f} GB while one ran"
+    )
     _markdown(results)
 
 
@@ -507,13 +546,13 @@ def _measure(
     folders: dict[str, Path],
     tasks: list[str] | None,
     args: argparse.Namespace,
-) -> dict[str, tuple[dict[str, Any], float]]:
+) -> dict[str, dict[str, Any]]:
     import boto3
 
     from omas_idc.testing.resenc_plans import cads_label_names
     from omas_idc.testing.s3server import make_public_bucket, moto_server
 
-    results: dict[str, tuple[dict[str, Any], float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     with moto_server() as endpoint:
         client = boto3.client(
             "s3",
@@ -524,7 +563,7 @@ def _measure(
         )
         make_public_bucket(client, BUCKET)
         client.create_bucket(Bucket=OUT_BUCKET)
-        window_cpu: float | None = None
+        first = True
         for name, folder in folders.items():
             ref = _upload(client, folder, name)
             spec = {
@@ -535,21 +574,11 @@ def _measure(
                 "weights": str(weights),
                 "tasks": tasks or sorted(cads_label_names()),
                 # later inputs reuse the first one's CPU per window (same networks and patch)
-                "windows": args.windows if window_cpu is None else 0,
+                "windows": args.windows if first else 0,
                 "measured_tasks": args.measured_tasks,
             }
-            data = _run_child(spec)
-            measured = data["forward_cpu"]
-            if window_cpu is None:
-                if not measured:
-                    raise SystemExit(f"no window of input {name} went through a network")
-                window_cpu = sum(measured) / len(measured)
-                data["window_source"] = "measured here"
-            else:
-                data["window_source"] = "measured on the first input"
-                data["forward_peak_gb"] = next(iter(results.values()))[0]["forward_peak_gb"]
-                data["forward_cpu"] = []
-            results[name] = (data, window_cpu)
+            results[name] = _run_child(spec)
+            first = False
     return results
 
 
