@@ -2,14 +2,16 @@
 
 The arithmetic follows ``nnunetv2.inference.sliding_window_prediction`` exactly (same steps,
 same Gaussian rounded to float16, same zero padding of small images, split as ``pad_nd_image``
-splits it). One deliberate difference: the Gaussian-weighted logits and the weights are summed
-in float32, where nnU-Net's predictor sums them in float16. Towards a tile's faces the
-Gaussian's float16 weights are subnormal (6e-8 in the corners), so nnU-Net's sums there keep
-only a few significant bits and its logits can be off by as much as 0.5 where a single tile
-covers the image's faces; the low-index faces most, as the Gaussian peaks at ``size // 2``, one
-voxel nearer the high face. Where a network's logits are close, e.g. in the air around the
-patient, its labels flip on those faces. Summed in float32 as here, nnU-Net's predictor gives
-the same label maps voxel for voxel (tests/engine/test_engine_parity.py).
+splits it). The Gaussian-weighted logits and the weights are summed (and divided) in the dtype
+the card or the run asks for (``logit_sums``). nnU-Net's predictor sums them in float16: the
+reference cards (CADS, TotalSegmentator) do the same, so that their labels are the tools'
+voxel for voxel. Float16 sums have a price: towards a tile's faces the Gaussian's float16
+weights are subnormal (6e-8 in the corners), so the sums there keep only a few significant
+bits and the logits can be off by as much as 0.5 where a single tile covers the image's faces
+(the low-index faces most, as the Gaussian peaks at ``size // 2``), and a network with many
+classes whose logits grow with the class index loses close decisions to rounding. Summed in
+float32 (the default of other cards, ``logit_sums="float32"``), nnU-Net's predictor patched to
+float32 gives the same label maps voxel for voxel (tests/engine/test_engine_parity.py).
 """
 
 from __future__ import annotations
