@@ -1,7 +1,8 @@
 """Who made a derived object, when, and the UIDs that follow deterministically from that.
 
 Outputs are deterministic (DESIGN.md): SOP and Series Instance UIDs derive from the source
-SeriesInstanceUID, the model, its version, the task and the omas-idc version, through
+SeriesInstanceUID, the model, its version, the task, the structure selection (where one is
+made) and the omas-idc version, through
 pydicom's ``generate_uid`` with entropy sources; dates and times come from the caller (the run's
 start, recorded in its state), never from the clock at encoding time. Encoding the same input
 twice therefore gives byte-identical files, and a retried shard never duplicates objects in IDC.
@@ -15,7 +16,7 @@ from datetime import datetime
 from pydicom.uid import UID, generate_uid
 
 from omas_idc import __version__
-from omas_idc.identity import ModelIdentity
+from omas_idc.identity import ModelIdentity, structure_selection
 
 __all__ = ["UID_PREFIX", "Provenance", "derived_uid"]
 
@@ -55,6 +56,10 @@ class Provenance:
         Manufacturer of the equipment (software) that made the outputs.
     omas_idc_version
         omas-idc version, part of every derived UID.
+    structures
+        The structures the outputs are restricted to (``--structures``), sorted; ``()`` for
+        the whole model. A selection is part of every derived UID (its SEG holds other
+        segments than the whole model's) and of the SEG's algorithm parameters.
     """
 
     model: str
@@ -67,6 +72,10 @@ class Provenance:
     content_creator_name: str = "omas-idc^"
     manufacturer: str = "omas-idc"
     omas_idc_version: str = __version__
+    structures: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "structures", structure_selection(self.structures))
 
     @classmethod
     def for_model(cls, model: ModelIdentity, timestamp: datetime) -> Provenance:
@@ -77,17 +86,27 @@ class Provenance:
             timestamp=timestamp,
             weights_variant=model.variant,
             weights_licence=model.licence,
+            structures=model.structures,
         )
 
     @property
     def identity(self) -> ModelIdentity:
         """The model behind the outputs."""
         return ModelIdentity(
-            self.model, self.model_version, self.weights_variant, self.weights_licence
+            self.model,
+            self.model_version,
+            self.weights_variant,
+            self.weights_licence,
+            self.structures,
         )
 
     def uid(self, source_series_uid: str, task: str, kind: str) -> UID:
-        """The UID of ``kind`` (``"series"``, ``"instance"``) for one task of one source series."""
+        """The UID of ``kind`` (``"series"``, ``"instance"``) for one task of one source series.
+
+        The whole model's UIDs do not depend on the selection's existence: the selection is
+        a part only where one is made.
+        """
+        selection = ("structures=" + " ".join(self.structures),) if self.structures else ()
         return derived_uid(
             source_series_uid,
             self.model,
@@ -96,6 +115,7 @@ class Provenance:
             task,
             self.omas_idc_version,
             kind,
+            *selection,
         )
 
     @property

@@ -3,7 +3,8 @@
 Each segment carries the catalog's category, type, laterality modifier (as a
 SegmentedPropertyTypeModifierCodeSequence, never as label text), anatomic region and its
 modifier, the recommended display colour, and the algorithm identification: name, version,
-family "Artificial Intelligence", and the weights variant and licence as parameters.
+family "Artificial Intelligence", and the weights variant and licence (and the structure
+selection, where the run was restricted to one) as parameters.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ def coded(code: Code) -> hd.sr.CodedConcept:
 
 
 def algorithm_identification(provenance: Provenance) -> hd.AlgorithmIdentificationSequence:
-    """Algorithm Identification Sequence: name, version, family AI, weights variant/licence."""
+    """Algorithm Identification Sequence: name, version, family AI, weights variant/licence.
+
+    A run restricted to some structures (``--structures``) says so in the parameter
+    ``structures`` (the names separated by spaces: highdicom joins parameters with commas).
+    """
     parameters = {
         key: value
         for key, value in (
             ("weights_variant", provenance.weights_variant),
             ("weights_licence", provenance.weights_licence),
+            ("structures", " ".join(provenance.structures)),
             ("producer", f"omas-idc {provenance.omas_idc_version}"),
         )
         if value

@@ -94,6 +94,8 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         licence=str(card.variants.get(model.variant, "")) if card.variants else "",
         task_order=tuple(task.id for task in card.tasks),
         device=device,
+        structures=tuple(settings.structures),
+        tasks=tuple(settings.tasks),
     )
     threads = cpu_engine_threads(os.cpu_count() or 1) if device == "cpu" else None
     speed = settings.speed_settings()

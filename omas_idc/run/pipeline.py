@@ -11,8 +11,10 @@ Three stages run at once over bounded queues, so that the compute device stays b
 Every series is isolated: its failure (classified by the error's class and reason) is recorded
 in the run state and never stops the others; it is retried on the next run while attempts
 remain. A series is marked done only after all its outputs and its ``DONE.json`` marker are in
-the output location. Timestamps come from the run's first start (kept in the state), so a killed
-run restarted with the same command writes byte-identical files.
+the output location, with the run's structure selection recorded in both the state and the
+marker: a run with another selection processes the series again (:mod:`omas_idc.run.resume`).
+Timestamps come from the run's first start (kept in the state), so a killed run restarted
+with the same command writes byte-identical files.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from omas_idc.labelmap import TaskLabelMap
 from omas_idc.paths import inside, path_part
 from omas_idc.publish.store import OutputStore, publish_series
 from omas_idc.run.finish import EncodedSeries, QAOutputs, encode_step, preview_step, qa_step
+from omas_idc.run.resume import selection_fields, selection_key
 from omas_idc.run.state import RunState, SeriesState
 from omas_idc.series_ref import SeriesRef, check_uid
 from omas_idc.volume import CTVolume
@@ -74,10 +77,18 @@ class Engine(Protocol):
 @dataclass(frozen=True)
 class ModelInfo(ModelIdentity):
     """The model behind a run's outputs (its identity, the provenance of every SEG and SR),
-    with the order of its tasks and the device it runs on."""
+    with the order of its tasks, the device it runs on and the tasks asked for (``()``: all;
+    a structure selection is the identity's ``structures``)."""
 
     task_order: tuple[str, ...] = ()
     device: str = ""
+    tasks: tuple[str, ...] = ()
+
+    @property
+    def selection(self) -> str:
+        """The run's selection as the state and the ``DONE.json`` markers record it (``""``
+        for the whole model): outputs of another selection are not this run's."""
+        return selection_key(self.structures, self.tasks)
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,14 @@ def run_series(
     started = time.perf_counter()
     by_uid = {ref.series_instance_uid: ref for ref in refs}
     state.add_series((ref.series_instance_uid, ref.to_record()) for ref in refs)
+    selection = model.selection
+    reopened = state.reopen_other_selections(selection)
+    if reopened:
+        logger.info(
+            "%d series were processed with another selection than this run's (%s): redone",
+            reopened,
+            selection or "every structure",
+        )
     done_before = {s.series_uid for s in state.all_series() if s.status == "done"}
     summary.skipped_done = len(done_before & set(by_uid))
     todo = [s for s in state.to_do(options.max_attempts) if s.series_uid in by_uid]
@@ -225,7 +244,13 @@ def run_series(
         message = str(err) or repr(err)
         permanent = error_class in PERMANENT_ERRORS or reason in PERMANENT_REASONS
         state.mark_failed(
-            item.ref.series_instance_uid, stage, error_class, reason, message, permanent=permanent
+            item.ref.series_instance_uid,
+            stage,
+            error_class,
+            reason,
+            message,
+            permanent=permanent,
+            selection=selection,
         )
         logger.warning("series %s failed in %s: %s", item.ref.series_instance_uid, stage, message)
         with lock:
@@ -245,7 +270,7 @@ def run_series(
             on_progress("failed", item.ref, f"{error_class} ({reason})")
 
     def timed(item: _Item, stage: str, action: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        state.mark_running(item.ref.series_instance_uid, stage)
+        state.mark_running(item.ref.series_instance_uid, stage, selection=selection)
         start = time.perf_counter()
         try:
             return action(*args, **kw)
@@ -295,6 +320,7 @@ def run_series(
             "omas_idc_version": __version__,
             "verdict": checked.qa.verdict.value,
             "content_timestamp": timestamp.isoformat(),
+            **selection_fields(model.structures, model.tasks),
         }
         return publish_series(store, item.ref, outputs, marker)
 
@@ -346,7 +372,9 @@ def run_series(
                 )
                 stage = "publish"
                 urls = timed(item, "publish", publish, item, labelmaps, encoded, checked, staging)
-                state.mark_done(item.ref.series_instance_uid, urls, item.timings)
+                state.mark_done(
+                    item.ref.series_instance_uid, urls, item.timings, selection=selection
+                )
                 shutil.rmtree(staging, ignore_errors=True)
                 if options.delete_downloads and _is_download(item.folder, options.work_dir):
                     shutil.rmtree(item.folder, ignore_errors=True)
@@ -368,7 +396,7 @@ def run_series(
             item = loaded.get()
             if item is _DONE:
                 break
-            state.mark_running(item.ref.series_instance_uid, "segment")
+            state.mark_running(item.ref.series_instance_uid, "segment", selection=selection)
             item.started = time.perf_counter()
             try:
                 item.future = engine.submit(item.volume)

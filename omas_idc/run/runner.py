@@ -36,6 +36,7 @@ from omas_idc.run.pipeline import (
     run_series,
 )
 from omas_idc.run.report import base_report, report_path, write_refusal, write_report
+from omas_idc.run.resume import markers_of_selection
 from omas_idc.run.state import RunState, open_state
 from omas_idc.series_ref import SeriesRef
 from omas_idc.volume import CTVolume
@@ -302,7 +303,17 @@ def _run_locked(
     started = (request.timestamp or datetime.now(timezone.utc)).replace(microsecond=0)
     stamp = datetime.fromisoformat(state.set_meta_once("timestamp", started.isoformat()))
     state.add_series((r.series_instance_uid, r.to_record()) for r in selected)
-    rebuilt = state.mark_done_from_markers(store.done_series())
+    # Series finished with another structure selection are redone; the markers a fresh
+    # machine finds count only where a run of this selection wrote them.
+    state.reopen_other_selections(model.selection)
+    unfinished = {s.series_uid for s in state.all_series() if s.status != "done"}
+    markers = markers_of_selection(
+        store,
+        {r.series_instance_uid: r for r in selected if r.series_instance_uid in unfinished},
+        store.done_series(),
+        model.selection,
+    )
+    rebuilt = state.mark_done_from_markers(markers, selection=model.selection)
     if rebuilt:
         logger.info("%d series already have DONE markers in %s", rebuilt, request.out)
     options = RunOptions(
@@ -333,7 +344,12 @@ def _run_locked(
     counts = state.counts()
     report = {
         **base_report(request.config.name, request.shard),
-        "model": {"name": model.name, "version": model.version, "variant": model.variant},
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "variant": model.variant,
+            **({"selection": model.selection} if model.selection else {}),
+        },
         "device": model.device,
         "selected": len(selected),
         "state": counts,

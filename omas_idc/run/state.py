@@ -3,12 +3,14 @@
 Each row holds the series' status (``pending``, ``running``, ``done``, ``failed``, or
 ``refused`` for a failure that a retry cannot change, such as a gap in the slices), the stage it
 reached, the number of attempts, the error class, reason and message of the last failure,
-per-stage timings and the output paths. A series is marked ``done`` only after every output
-exists (and, for object storage, after its ``DONE.json`` marker is uploaded). The database
-must live on a local disk: SQLite's locking is unsafe on network or FUSE file systems such as
-a gcsfuse-mounted bucket; where a machine starts fresh, :meth:`RunState.mark_done_from_markers`
-rebuilds the finished part from the outputs' markers. A database that cannot be opened (not
-SQLite, truncated, damaged) is moved aside by :func:`open_state` and rebuilt the same way.
+per-stage timings, the output paths and the selection its last attempt ran with (``""`` for the
+whole model; see :meth:`RunState.reopen_other_selections`). A series is marked ``done`` only
+after every output exists (and, for object storage, after its ``DONE.json`` marker is
+uploaded). The database must live on a local disk: SQLite's locking is unsafe on network or
+FUSE file systems such as a gcsfuse-mounted bucket; where a machine starts fresh,
+:meth:`RunState.mark_done_from_markers` rebuilds the finished part from the outputs' markers.
+A database that cannot be opened (not SQLite, truncated, damaged) is moved aside by
+:func:`open_state` and rebuilt the same way.
 """
 
 from __future__ import annotations
@@ -41,9 +43,13 @@ CREATE TABLE IF NOT EXISTS series (
     message TEXT NOT NULL DEFAULT '',
     timings TEXT NOT NULL DEFAULT '{}',
     outputs TEXT NOT NULL DEFAULT '[]',
-    updated TEXT NOT NULL DEFAULT ''
+    updated TEXT NOT NULL DEFAULT '',
+    selection TEXT NOT NULL DEFAULT ''
 );
 """
+#: Columns added after the first release, with their definition: a state written before them
+#: gets them (their default) when it is opened.
+_ADDED_COLUMNS = {"selection": "TEXT NOT NULL DEFAULT ''"}
 STATUSES = ("pending", "running", "done", "failed", "refused")
 
 
@@ -62,6 +68,7 @@ class SeriesState:
     message: str
     timings: dict[str, float]
     outputs: list[str]
+    selection: str = ""
 
 
 class RunState:
@@ -82,6 +89,10 @@ class RunState:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(series)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE series ADD COLUMN {name} {definition}")
         except sqlite3.DatabaseError:
             self._db.close()
             raise
@@ -100,7 +111,7 @@ class RunState:
             self._db.execute("SELECT COUNT(*) FROM meta").fetchone()
             self._db.execute(
                 "SELECT series_uid, position, ref, status, stage, attempts, error_class, "
-                "reason, message, timings, outputs, updated FROM series LIMIT 1"
+                "reason, message, timings, outputs, updated, selection FROM series LIMIT 1"
             ).fetchall()
 
     def close(self) -> None:
@@ -166,6 +177,7 @@ class RunState:
             message=row[8],
             timings=json.loads(row[9]),
             outputs=json.loads(row[10]),
+            selection=str(row[12]),
         )
 
     def series(self, uid: str) -> SeriesState:
@@ -201,17 +213,26 @@ class RunState:
                 f"UPDATE series SET {assignments} WHERE series_uid = ?", (*values.values(), uid)
             )
 
-    def mark_running(self, uid: str, stage: str) -> None:
-        """The series entered ``stage``; a new attempt starts at the first stage."""
+    def mark_running(self, uid: str, stage: str, *, selection: str = "") -> None:
+        """The series entered ``stage`` in a run of ``selection``; a new attempt starts at the
+        first stage."""
         if stage == "fetch":
             with self._lock:
                 self._db.execute(
                     "UPDATE series SET attempts = attempts + 1 WHERE series_uid = ?", (uid,)
                 )
-        self._update(uid, status="running", stage=stage)
+        self._update(uid, status="running", stage=stage, selection=selection)
 
-    def mark_done(self, uid: str, outputs: list[str], timings: Mapping[str, float]) -> None:
-        """All outputs of the series exist (call only after they do)."""
+    def mark_done(
+        self,
+        uid: str,
+        outputs: list[str],
+        timings: Mapping[str, float],
+        *,
+        selection: str = "",
+    ) -> None:
+        """All outputs of the series, made with ``selection``, exist (call only after they
+        do)."""
         self._update(
             uid,
             status="done",
@@ -221,7 +242,31 @@ class RunState:
             message="",
             outputs=json.dumps(outputs),
             timings=json.dumps(dict(timings), sort_keys=True),
+            selection=selection,
         )
+
+    def reopen_other_selections(self, selection: str) -> int:
+        """Make every series whose last attempt ran with another selection pending again.
+
+        A series done (or failed, or refused) by a run restricted to other structures holds
+        other outputs than this run makes, or failed for a reason that may not hold for this
+        selection (no structure of the selection found): it is processed again, with its
+        attempts counted from 0. Series of this selection keep their state, so a run resumed
+        with the same selection still skips what it finished.
+
+        Returns
+        -------
+        int
+            The number of series made pending.
+        """
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE series SET status = 'pending', stage = '', attempts = 0, "
+                "error_class = '', reason = '', message = '' "
+                "WHERE status != 'pending' AND selection != ?",
+                (selection,),
+            )
+        return int(cursor.rowcount)
 
     def mark_failed(
         self,
@@ -232,9 +277,11 @@ class RunState:
         message: str,
         *,
         permanent: bool = False,
+        selection: str = "",
     ) -> None:
-        """The series failed in ``stage``; it is retried while attempts remain, unless the
-        failure is ``permanent`` (the series is then ``refused`` and never retried)."""
+        """The series failed in ``stage`` in a run of ``selection``; it is retried while
+        attempts remain, unless the failure is ``permanent`` (the series is then ``refused``
+        and not retried by runs of the same selection)."""
         self._update(
             uid,
             status="refused" if permanent else "failed",
@@ -242,10 +289,15 @@ class RunState:
             error_class=error_class,
             reason=reason,
             message=message[:4000],
+            selection=selection,
         )
 
-    def mark_done_from_markers(self, done: Mapping[str, list[str]]) -> int:
-        """Mark series done whose outputs carry a DONE marker (a run on a fresh machine)."""
+    def mark_done_from_markers(self, done: Mapping[str, list[str]], *, selection: str = "") -> int:
+        """Mark series done whose outputs carry a DONE marker (a run on a fresh machine).
+
+        ``done`` must hold only markers written by runs of ``selection`` (see
+        :func:`omas_idc.run.resume.markers_of_selection`).
+        """
         count = 0
         for uid, outputs in done.items():
             with self._lock:
@@ -253,7 +305,7 @@ class RunState:
                     "SELECT status FROM series WHERE series_uid = ?", (uid,)
                 ).fetchone()
             if row is not None and row[0] != "done":
-                self.mark_done(uid, outputs, {})
+                self.mark_done(uid, outputs, {}, selection=selection)
                 count += 1
         return count
 
