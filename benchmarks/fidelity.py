@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("OMAS_IDC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 REFERENCE_DIR = ROOT / "tests" / "reference"
 sys.path.insert(0, str(REFERENCE_DIR))
 

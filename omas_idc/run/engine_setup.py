@@ -87,9 +87,12 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         structures=list(settings.structures) or None,
     )
     card = model.card
+    speed = settings.speed_settings()
+    changes = "+".join(c for c in (speed.short(), "" if settings.postprocessing else "nopp") if c)
     info = ModelInfo(
         name=card.name,
-        version=card.version,
+        # the card's version, the reference it reproduces and what the settings change
+        version=card.algorithm_version(changes),
         variant=model.variant,
         licence=str(card.variants.get(model.variant, "")) if card.variants else "",
         task_order=tuple(task.id for task in card.tasks),
@@ -98,7 +101,6 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
         tasks=tuple(settings.tasks),
     )
     threads = cpu_engine_threads(os.cpu_count() or 1) if device == "cpu" else None
-    speed = settings.speed_settings()
     engine = Segmenter(
         model,
         SegmenterConfig(
@@ -106,6 +108,7 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
             body_crop=speed.body_crop,
             tile_step_size=speed.tile_step_size,
             resample_logits=speed.resample_logits,
+            wrapper_grid=speed.wrapper_grid.value,
             threads=threads,
             postprocessing=settings.postprocessing,
         ),
