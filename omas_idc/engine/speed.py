@@ -142,7 +142,8 @@ FAST_RENAMED = (
     "TotalSegmentator's --fast. omas-idc's --fast (body crop, tile step 0.75, labels resampled "
     "instead of logits) is now --speed quick (or --body-crop, --tile-step 0.75, --resample "
     "labels, each alone). TotalSegmentator's --fast, its 3 mm model (task 297), is "
-    "--model totalseg-3mm; its --fastest (6 mm, task 298) is --model totalseg-6mm."
+    "--model totalseg-3mm; its --fastest (6 mm, task 298) is --model totalseg-6mm (with "
+    "--task total_v3: --model totalseg-v3-3mm, totalseg-v3-6mm)."
 )
 
 
