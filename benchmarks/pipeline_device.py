@@ -16,11 +16,15 @@ bucket layout, as in benchmarks/pipeline.py.
    wall time; *steady*: over the device's own window, from its first forward to its last, so
    without the pipeline's fill and drain, the first series' fetch and the last one's
    publishing, which no schedule overlaps and which a cohort of thousands of series amortises),
-   the measured ratio of the rates and the expected one,
-   ``(S0 + D) / max(S0, D)`` (the stages overlapping perfectly), and the CPU cores per
-   accelerator below which the CPU stages become the limit, ``C / D``.
+   the measured ratio of the rates and the expected one, ``(S0 + D) / max(S0, D)`` (the stages
+   overlapping perfectly over a long run) and ``n (S0 + D) / (n max(S0, D) + min(S0, D))`` for
+   these ``n`` series (the first series' CPU stages before the device and the last one's after
+   it overlap nothing), and the CPU cores per accelerator below which the CPU stages become the
+   limit, ``C / D``;
+3. where the device idles inside its window: the device thread's time around the forwards per
+   batch (tiles, accumulating the logits) and the time with no batch running.
 
-Usage: ``python benchmarks/pipeline_device.py [--quick] [--series N]``.
+Usage: ``python benchmarks/pipeline_device.py [--quick] [--series N] [--multiples 2,4]``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any
 
 from omas_idc.testing.s3server import moto_server
 
-FULL = {
+FULL: dict[str, Any] = {
     "series": 4,
     "shape": (48, 160, 160),
     "spacing": (2.5, 2.5),
@@ -46,7 +50,7 @@ FULL = {
     "patch": (24, 96, 96),
     "multiples": (0.5, 1.0, 2.0, 4.0),
 }
-QUICK = {
+QUICK: dict[str, Any] = {
     "series": 3,
     "shape": (10, 40, 40),
     "spacing": (9.0, 9.0),
@@ -98,14 +102,39 @@ def _engine(model: Any) -> Any:
     from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
     from omas_idc.run.engine_setup import cpu_engine_threads
 
+    class TimedSegmenter(Segmenter):
+        def _step_windows(self, active: list[Any]) -> None:
+            start = time.perf_counter()
+            super()._step_windows(active)
+            STEPS.add(time.perf_counter() - start)
+
     threads = cpu_engine_threads(os.cpu_count() or 1)
-    return Segmenter(model, SegmenterConfig(device="cpu", threads=threads, overlap_cpu_work=True))
+    config = SegmenterConfig(device="cpu", threads=threads, overlap_cpu_work=True)
+    return TimedSegmenter(model, config)
+
+
+class _StepTimes:
+    """Wall time of the device thread's batches (forwards plus their accumulation)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.batches = 0
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.batches += 1
+
+    def reset(self) -> None:
+        self.seconds, self.batches = 0.0, 0
+
+
+STEPS = _StepTimes()
 
 
 def _sequential(refs: list[Any], model: Any, endpoint: str, work: Path) -> dict[str, float]:
     """Every stage of each series, one after another; seconds per stage."""
     with _engine(model) as engine:
-        return _base().sequential_stages(refs, model, engine, endpoint, work)  # type: ignore[no-any-return]
+        return _base().sequential_stages(refs, model, engine, endpoint, work)
 
 
 def _pipelined(
@@ -152,14 +181,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 tiny series, 2 device times")
     parser.add_argument("--series", type=int, default=None, help="series per run (default 4)")
+    parser.add_argument(
+        "--multiples",
+        default=None,
+        help="device times as multiples of the CPU stages' time, comma-separated "
+        "(default 0.5,1,2,4; --quick 0.5,2)",
+    )
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
-    n = args.series or int(size["series"])  # type: ignore[call-overload]
+    n = args.series or int(size["series"])
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "x")
     base = _base()
     clock = DeviceClock()
     rows = []
+    idle = []
     with (
         moto_server() as endpoint,
         tempfile.TemporaryDirectory(prefix="omas-pipeline-device-") as folder,
@@ -175,19 +211,33 @@ def main() -> None:
         cpu_stages = sum(times.values()) / n  # S0: no device time
         _, cpu = _pipelined(refs, model, model_dir, endpoint, root / "calibration-pipelined")
         cpu_per_series = cpu / n  # C
-        for r, multiple in enumerate(size["multiples"]):  # type: ignore[attr-defined]
+        multiples = size["multiples"]
+        if args.multiples:
+            multiples = tuple(float(m) for m in args.multiples.split(","))
+        for r, multiple in enumerate(multiples):
             device = multiple * cpu_stages
             _set_device_seconds(model, device / calls_per_series)
             clock.reset()
             sequential = sum(_sequential(refs, model, endpoint, root / f"sequential{r}").values())
             sequential_busy = clock.busy_seconds
             clock.reset()
+            STEPS.reset()
             wall, _ = _pipelined(refs, model, model_dir, endpoint, root / f"pipelined{r}")
             steady = clock.busy_seconds / clock.window_seconds
             rows.append((device, sequential, sequential_busy, wall, clock.busy_seconds, steady))
+            # where the device idles inside its window: the device thread's own work around
+            # the forwards (tiles, accumulation), and time with no batch running at all
+            idle.append(
+                (
+                    device,
+                    (STEPS.seconds - clock.busy_seconds) / max(1, STEPS.batches),
+                    clock.window_seconds - STEPS.seconds,
+                    clock.window_seconds - clock.busy_seconds,
+                )
+            )
     shape = size["shape"]
     print(
-        f"{n} series of {shape[2]}x{shape[1]}x{shape[0]} from a loopback S3 server; "  # type: ignore[index]
+        f"{n} series of {shape[2]}x{shape[1]}x{shape[0]} from a loopback S3 server; "
         f"emulated device: {calls_per_series:.1f} forwards per series"
     )
     total = sum(times.values())
@@ -198,15 +248,24 @@ def main() -> None:
     )
     print(
         "device s/series | sequential s  series/h  busy | pipelined s  series/h  busy | "
-        "steady busy | ratio  expected | CPU-limit cores"
+        "steady busy | ratio  expected (long run, these n) | CPU-limit cores"
     )
     for device, sequential, sequential_busy, wall, busy, steady in rows:
         expected = (cpu_stages + device) / max(cpu_stages, device)
+        slower, faster = max(cpu_stages, device), min(cpu_stages, device)
+        expected_n = n * (cpu_stages + device) / (n * slower + faster)
         print(
             f"device {device:8.3f} | sequential {sequential:8.2f} {3600 * n / sequential:9.1f} "
             f"{100 * sequential_busy / sequential:5.1f}% | pipelined {wall:8.2f} "
             f"{3600 * n / wall:9.1f} {100 * busy / wall:5.1f}% | steady {100 * steady:5.1f}% | "
-            f"x{sequential / wall:.2f} x{expected:.2f} | {cpu_per_series / device:.2f}"
+            f"x{sequential / wall:.2f} x{expected:.2f} x{expected_n:.2f} | "
+            f"{cpu_per_series / device:.2f}"
+        )
+    print("device idle within its window (pipelined):")
+    for device, per_batch, between, total_idle in idle:
+        print(
+            f"  device {device:8.3f}: {total_idle:6.2f} s idle = {1000 * per_batch:6.1f} ms per "
+            f"batch on the device thread around the forwards + {between:6.2f} s between batches"
         )
 
 

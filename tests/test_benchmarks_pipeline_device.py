@@ -73,18 +73,22 @@ def test_pipeline_device_benchmark_quick_mode_prints_busy_fractions() -> None:
         match = re.fullmatch(
             r"device\s+([\d.]+) \| sequential\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)% \| "
             r"pipelined\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)% \| steady\s+([\d.]+)% \| "
-            r"x([\d.]+) x([\d.]+) \| ([\d.]+)",
+            r"x([\d.]+) x([\d.]+) x([\d.]+) \| ([\d.]+)",
             row,
         )
         assert match is not None, row
-        device, seq, seq_rate, seq_busy, wall, rate, busy, steady, ratio, expected, cores = (
-            float(value) for value in match.groups()
-        )
+        values = [float(value) for value in match.groups()]
+        device, seq, seq_rate, seq_busy, wall, rate, busy, steady = values[:8]
+        ratio, expected, expected_n, cores = values[8:]
         devices.append(device)
         assert seq_rate == pytest.approx(3600 * 3 / seq, rel=0.02), row
         assert rate == pytest.approx(3600 * 3 / wall, rel=0.02), row
         assert ratio == pytest.approx(seq / wall, abs=0.011), row
         assert 1.0 <= expected <= 2.0, row
+        # for 3 series: the first one's CPU stages before the device and the last one's after
+        both = 3 * (cpu_stages + device) / (3 * max(cpu_stages, device) + min(cpu_stages, device))
+        assert expected_n == pytest.approx(both, abs=0.011), row
+        assert 1.0 <= expected_n <= expected, row
         # the device's time is in both runs: its busy share is at most 100 % and the
         # sequential run's wall time holds all of it
         assert 0.0 < seq_busy <= 100.0, row
@@ -92,6 +96,17 @@ def test_pipeline_device_benchmark_quick_mode_prints_busy_fractions() -> None:
         assert seq >= 3 * device * 0.95, row
         assert 0.0 < cores < 100.0, row
     assert devices[1] == pytest.approx(4 * devices[0], rel=0.01), rows
+    idle = lines[lines.index("device idle within its window (pipelined):") + 1 :]
+    assert len(idle) == 2, lines
+    for line, device in zip(idle, devices, strict=True):
+        match = re.fullmatch(
+            r"  device\s+([\d.]+):\s+(-?[\d.]+) s idle =\s+(-?[\d.]+) ms per batch on the device "
+            r"thread around the forwards \+\s+(-?[\d.]+) s between batches",
+            line,
+        )
+        assert match is not None, line
+        assert float(match.group(1)) == pytest.approx(device, abs=0.001), line
+        assert float(match.group(3)) >= 0.0, line  # the forwards are inside the batches
 
 
 @pytest.mark.slow
