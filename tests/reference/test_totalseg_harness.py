@@ -36,8 +36,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "totalseg-reference"
 
 
-def test_totalseg_runs_offline_on_a_real_ct(root: Path, shared_data: Path) -> None:
-    run = run_case(root, "totalseg", "real-ct", shared_data)
+@pytest.mark.usefixtures("shared_data")
+def test_totalseg_runs_offline_on_a_real_ct(root: Path) -> None:
+    run = run_case(root, "totalseg", "real-ct")
     labels = run.reference.labels
     volume = run.volume
     # The NIfTI's own (i, j, k) order and affine: the input's grid, untouched.
@@ -55,8 +56,9 @@ def test_totalseg_runs_offline_on_a_real_ct(root: Path, shared_data: Path) -> No
     )
 
 
-def test_compared_with_omas_idc_on_the_same_folders(root: Path, shared_data: Path) -> None:
-    run = run_case(root, "totalseg", "real-ct", shared_data)
+@pytest.mark.usefixtures("shared_data")
+def test_compared_with_omas_idc_on_the_same_folders(root: Path) -> None:
+    run = run_case(root, "totalseg", "real-ct")
     stats = compare_labelmaps(run.reference.zyx, run.omas)
     print("\n" + report("totalseg real CT: TotalSegmentator vs omas-idc", stats, run))
     for label, dice in sorted(stats["dice"].items()):

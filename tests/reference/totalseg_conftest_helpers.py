@@ -4,7 +4,8 @@ Both tools get the same voxels: a :class:`~omas_idc.volume.CTVolume` is written 
 ``omas_idc.nifti.write_nifti`` (NIfTI data ``(i, j, k)`` = the volume's ``[z, y, x]``
 transposed, RAS affine of its LPS affine), TotalSegmentator reads that file, and its label map
 comes back on the same grid (:attr:`ReferenceResult.zyx` is then in the volume's order). A case
-is run once per test session (:func:`run_case`) and shared by the harness and fidelity tests.
+is run once per test session (:func:`run_case`, all cases of a card in one TotalSegmentator
+subprocess) and shared by the harness and fidelity tests.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from totalseg_reference import CARD_SETTINGS, ReferenceResult, install_weights, run_totalseg
+from totalseg_reference import (
+    CARD_SETTINGS,
+    ReferenceResult,
+    TotalSegJob,
+    install_weights,
+    run_totalseg_batch,
+)
 
 from omas_idc.geometry import LPS_TO_RAS, VolumeGeometry
 from omas_idc.nifti import read_nifti, write_nifti
@@ -92,6 +99,15 @@ PHANTOMS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The cases of every card, in the order they run.
+CASES = ("real-ct", *PHANTOMS)
+
+#: ../shared/data beside the checkout (as tests/conftest.py finds it), or None where absent.
+SHARED_DATA: Path | None = Path(__file__).resolve().parents[3] / "shared" / "data"
+if not SHARED_DATA.is_dir():
+    SHARED_DATA = None
+
+
 def case_volume(name: str, shared_data: Path | None = None) -> CTVolume:
     """The CT of a named case: ``"real-ct"`` (needs ``shared_data``) or a :data:`PHANTOMS` key."""
     if name == "real-ct":
@@ -143,23 +159,36 @@ def omas_labels(
     return maps[0].array, seconds
 
 
-def run_case(root: Path, card: str, name: str, shared_data: Path | None = None) -> CaseRun:
-    """Both tools on the case :func:`case_volume` names (each (card, case) runs once per
-    session, so the harness and fidelity tests share their runs)."""
-    key = (card, name)
-    if key not in _RUNS:
-        volume = case_volume(name, shared_data)
+def run_case(root: Path, card: str, name: str) -> CaseRun:
+    """Both tools on the case :func:`case_volume` names.
+
+    The first request for a card runs TotalSegmentator on all of its available cases (the real
+    CT where ../shared/data is present, and :data:`PHANTOMS`) in one subprocess, and omas-idc
+    on each; later requests (the harness and the fidelity tests) reuse those runs.
+    """
+    if (card, name) not in _RUNS:
+        names = [n for n in CASES if n != "real-ct" or SHARED_DATA is not None]
+        if name not in names:
+            raise ValueError(f"case {name!r} is not available (shared data: {SHARED_DATA})")
         weights_root, home = weights(root, card)
-        case_dir = root / "cases" / f"{card}-{name}"
-        case_dir.mkdir(parents=True, exist_ok=True)
-        ct = case_dir / "ct.nii.gz"
-        write_nifti(ct, volume.hu, volume.geometry)
-        settings = CARD_SETTINGS[card]
-        reference = run_totalseg(ct, home, case_dir, **settings, extra=QUIET_WORKERS)
-        cpu = time.process_time()
-        omas, seconds = omas_labels(card, weights_root, volume)
-        _RUNS[key] = CaseRun(volume, reference, omas, seconds, time.process_time() - cpu)
-    return _RUNS[key]
+        volumes, jobs = {}, []
+        for case in names:
+            volume = case_volume(case, SHARED_DATA)
+            case_dir = root / "cases" / f"{card}-{case}"
+            case_dir.mkdir(parents=True, exist_ok=True)
+            write_nifti(case_dir / "ct.nii.gz", volume.hu, volume.geometry)
+            volumes[case] = volume
+            settings = CARD_SETTINGS[card]
+            jobs.append(
+                TotalSegJob(case_dir / "ct.nii.gz", case_dir, **settings, extra=QUIET_WORKERS)
+            )
+        references = run_totalseg_batch(jobs, home)
+        for case, reference in zip(names, references, strict=True):
+            cpu = time.process_time()
+            omas, seconds = omas_labels(card, weights_root, volumes[case])
+            cpu = time.process_time() - cpu
+            _RUNS[(card, case)] = CaseRun(volumes[case], reference, omas, seconds, cpu)
+    return _RUNS[(card, name)]
 
 
 def ras_affine(volume: CTVolume) -> npt.NDArray[np.float64]:

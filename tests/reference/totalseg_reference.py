@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,12 @@ import numpy.typing as npt
 __all__ = [
     "TOTALSEG_VERSION",
     "ReferenceResult",
+    "TotalSegJob",
     "TotalSegmentatorError",
     "compare_labelmaps",
     "install_weights",
     "run_totalseg",
+    "run_totalseg_batch",
     "totalseg_available",
 ]
 
@@ -80,13 +82,14 @@ class ReferenceResult:
         Seconds of the ``totalsegmentator(...)`` call inside the subprocess (weights loading,
         resampling, prediction, writing the output).
     process_s
-        Seconds of the whole subprocess (interpreter start and imports included).
+        Seconds of the whole subprocess (interpreter start and imports included; all jobs of
+        a :func:`run_totalseg_batch`).
     peak_rss_bytes
         Peak resident memory of the subprocess and the worker processes it waited for
-        (``os.wait4``'s ``ru_maxrss``).
+        (``os.wait4``'s ``ru_maxrss``; the batch's peak).
     cpu_s
         User and system CPU seconds of the subprocess and its workers (steadier than wall
-        time on a shared machine).
+        time on a shared machine; the batch's).
     log
         The subprocess's stdout and stderr.
     """
@@ -168,6 +171,40 @@ def install_weights(home: Path, weights_root: Path, card_name: str) -> None:
     config.write_text(json.dumps(settings, indent=4))
 
 
+@dataclass(frozen=True)
+class TotalSegJob:
+    """One TotalSegmentator call: input, output folder, settings (see :func:`run_totalseg`)."""
+
+    ct_nifti: Path
+    out_dir: Path
+    task: str = "total"
+    fast: bool = False
+    fastest: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> dict[str, Any]:
+        """The job as the subprocess reads it."""
+        out_dir = Path(self.out_dir).resolve()
+        options: dict[str, Any] = {
+            "ml": True,
+            "task": self.task,
+            "fast": self.fast,
+            "fastest": self.fastest,
+            "device": "cpu",
+            "output_type": "nifti",
+            "preview": False,
+            "statistics": False,
+            "quiet": True,
+        }
+        options.update(self.extra)
+        return {
+            "input": str(Path(self.ct_nifti).resolve()),
+            "output": str(out_dir / "totalseg.nii.gz"),
+            "report": str(out_dir / "totalseg_run.json"),
+            "options": options,
+        }
+
+
 def run_totalseg(
     ct_nifti: Path,
     home: Path,
@@ -203,37 +240,42 @@ def run_totalseg(
         Where the run fails, tries to reach the network, times out, or its output does not lie
         on the input's grid.
     """
+    job = TotalSegJob(Path(ct_nifti), Path(out_dir), task, fast, fastest, dict(extra or {}))
+    return run_totalseg_batch([job], home, timeout_s=timeout_s)[0]
+
+
+def run_totalseg_batch(
+    jobs: Sequence[TotalSegJob], home: Path, *, timeout_s: float = 1800.0
+) -> list[ReferenceResult]:
+    """Run several TotalSegmentator calls one after the other in one fresh interpreter.
+
+    Saves an interpreter start and TotalSegmentator's imports per job (tests). Each result's
+    ``wall_s`` is its own call (the first one also imports ``totalsegmentator.nnunet``);
+    ``process_s``, ``cpu_s`` and ``peak_rss_bytes`` are the whole subprocess's.
+
+    Raises
+    ------
+    TotalSegmentatorError
+        As :func:`run_totalseg`, for the first job that fails.
+    """
     import nibabel as nib
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / "totalseg.nii.gz"
-    report = out_dir / "totalseg_run.json"
-    log_path = out_dir / "totalseg.log"
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--input",
-        str(Path(ct_nifti).resolve()),
-        "--output",
-        str(output.resolve()),
-        "--report",
-        str(report.resolve()),
-        "--task",
-        task,
-        "--extra",
-        json.dumps(extra or {}),
-    ]
-    if fast:
-        command.append("--fast")
-    if fastest:
-        command.append("--fastest")
+    if not jobs:
+        return []
+    specs = []
+    for job in jobs:
+        Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+        specs.append(job.spec())
+    first = Path(jobs[0].out_dir)
+    jobs_file, log_path = first / "totalseg_jobs.json", first / "totalseg.log"
+    jobs_file.write_text(json.dumps(specs, indent=1))
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("nnUNet_") and k != "TOTALSEG_WEIGHTS_PATH"
     }
     env["TOTALSEG_HOME_DIR"] = str(Path(home).resolve())
+    command = [sys.executable, str(Path(__file__).resolve()), "--jobs", str(jobs_file.resolve())]
     started = time.perf_counter()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -243,6 +285,9 @@ def run_totalseg(
         timer.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: leave no TotalSegmentator behind
+            _kill_group(process.pid)
+            raise
         finally:
             timer.cancel()
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -253,25 +298,30 @@ def run_totalseg(
             f"TotalSegmentator exited with {process.returncode} after {process_s:.0f} s "
             f"(timeout {timeout_s:.0f} s); its output:\n{text[-4000:]}"
         )
-    run = json.loads(report.read_text())
-    if run["network"]:
-        raise TotalSegmentatorError(f"TotalSegmentator tried the network: {run['network']}")
-    image = nib.load(str(output))
-    source = nib.load(str(ct_nifti))
-    if image.shape != source.shape or not np.allclose(image.affine, source.affine, atol=1e-4):
-        raise TotalSegmentatorError(
-            f"TotalSegmentator's output {image.shape} does not lie on the input grid {source.shape}"
+    results = []
+    for job, spec in zip(jobs, specs, strict=True):
+        run = json.loads(Path(spec["report"]).read_text())
+        if run["network"]:
+            raise TotalSegmentatorError(f"TotalSegmentator tried the network: {run['network']}")
+        image = nib.load(spec["output"])
+        source = nib.load(str(job.ct_nifti))
+        if image.shape != source.shape or not np.allclose(image.affine, source.affine, atol=1e-4):
+            raise TotalSegmentatorError(
+                f"TotalSegmentator's output {image.shape} does not lie on the input grid "
+                f"{source.shape} of {job.ct_nifti}"
+            )
+        results.append(
+            ReferenceResult(
+                labels=np.asarray(image.dataobj).astype(np.uint8),
+                affine=np.asarray(image.affine, dtype=np.float64),
+                wall_s=float(run["wall_s"]),
+                process_s=process_s,
+                peak_rss_bytes=int(usage.ru_maxrss) * 1024,
+                cpu_s=float(usage.ru_utime + usage.ru_stime),
+                log=text,
+            )
         )
-    labels = np.asarray(image.dataobj).astype(np.uint8)
-    return ReferenceResult(
-        labels=labels,
-        affine=np.asarray(image.affine, dtype=np.float64),
-        wall_s=float(run["wall_s"]),
-        process_s=process_s,
-        peak_rss_bytes=int(usage.ru_maxrss) * 1024,
-        cpu_s=float(usage.ru_utime + usage.ru_stime),
-        log=text,
-    )
+    return results
 
 
 def _kill_group(pid: int) -> None:
@@ -369,13 +419,7 @@ def _main(argv: list[str] | None = None) -> int:
     import resource
 
     parser = argparse.ArgumentParser(description="Run TotalSegmentator offline (test harness)")
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--report", required=True)
-    parser.add_argument("--task", default="total")
-    parser.add_argument("--fast", action="store_true")
-    parser.add_argument("--fastest", action="store_true")
-    parser.add_argument("--extra", default="{}")
+    parser.add_argument("--jobs", required=True, help="JSON list of TotalSegJob.spec() dicts")
     args = parser.parse_args(argv)
     if "TOTALSEG_HOME_DIR" not in os.environ:
         parser.error("TOTALSEG_HOME_DIR must be set")
@@ -383,34 +427,18 @@ def _main(argv: list[str] | None = None) -> int:
     _refuse_network(attempts)
     from totalsegmentator.python_api import totalsegmentator
 
-    options: dict[str, Any] = {
-        "ml": True,
-        "task": args.task,
-        "fast": args.fast,
-        "fastest": args.fastest,
-        "device": "cpu",
-        "output_type": "nifti",
-        "preview": False,
-        "statistics": False,
-        "quiet": True,
-    }
-    options.update(json.loads(args.extra))
-    started = time.perf_counter()
-    totalsegmentator(args.input, args.output, **options)
-    wall_s = time.perf_counter() - started
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    Path(args.report).write_text(
-        json.dumps(
-            {
-                "wall_s": wall_s,
-                "maxrss_kib": own,
-                "workers_maxrss_kib": workers,
-                "network": attempts,
-                "options": options,
-            }
-        )
-    )
+    for spec in json.loads(Path(args.jobs).read_text()):
+        started = time.perf_counter()
+        totalsegmentator(spec["input"], spec["output"], **spec["options"])
+        wall_s = time.perf_counter() - started
+        report = {
+            "wall_s": wall_s,
+            "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "workers_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            "network": list(attempts),
+            "options": spec["options"],
+        }
+        Path(spec["report"]).write_text(json.dumps(report))
     return 0
 
 
