@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from totalseg_conftest_helpers import ras_affine, report, run_case
-from totalseg_reference import compare_labelmaps, totalseg_available
+from totalseg_reference import (
+    TotalSegmentatorError,
+    compare_labelmaps,
+    run_totalseg,
+    totalseg_available,
+)
 
 from omas_idc.engine.card import load_card
 
@@ -81,3 +86,21 @@ def test_a_flip_would_be_caught(root: Path) -> None:
     # .labels is the NIfTI's (i, j, k) order, .zyx its transpose: the same comparison.
     transposed = compare_labelmaps(run.reference.labels, run.omas.transpose(2, 1, 0))
     assert transposed["equal_fraction"] == aligned
+
+
+def test_a_run_that_reaches_for_the_network_fails(tmp_path: Path) -> None:
+    """Without weights in its home TotalSegmentator would download them: the harness refuses
+    the connection and the run fails, naming what was tried, instead of touching the network."""
+    from omas_idc.geometry import VolumeGeometry
+    from omas_idc.nifti import write_nifti
+
+    geometry = VolumeGeometry.from_slices(
+        (1, 0, 0, 0, 1, 0), (3.0, 3.0), [(0.0, 0.0, 3.0 * k) for k in range(4)], 8, 8
+    )
+    ct = tmp_path / "ct.nii.gz"
+    write_nifti(ct, np.zeros((4, 8, 8), dtype=np.int16), geometry)
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    (home / "config.json").write_text('{"send_usage_stats": false, "prediction_counter": 0}')
+    with pytest.raises(TotalSegmentatorError, match="network access refused"):
+        run_totalseg(ct, home, tmp_path / "out", fastest=True)
