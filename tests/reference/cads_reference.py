@@ -437,9 +437,10 @@ def run_case(
     out: Path,
     *,
     postprocessing: bool = True,
+    load_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run the CADS pipeline on one NIfTI with loaded predictors; returns (and writes) the
-    case's record."""
+    case's record (``load_s``: how long loading the predictors took, for the record)."""
     if not source.name.endswith((".nii", ".nii.gz")):
         raise CadsReferenceError(f"{source} is no NIfTI file (.nii or .nii.gz)")
     case = case_name(source)
@@ -489,6 +490,7 @@ def run_case(
         "preprocessed": original is not None,
         "head_postprocessing": notes,
         "wall_s": wall,
+        "load_s": load_s,
         "steps_s": steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "versions": {
@@ -520,9 +522,9 @@ def run(
     load = time.perf_counter() - start
     records = []
     for source in sources:
-        record = run_case(source, predictors, out, postprocessing=postprocessing)
-        record["load_s"] = load
-        records.append(record)
+        records.append(
+            run_case(source, predictors, out, postprocessing=postprocessing, load_s=load)
+        )
     return records
 
 
