@@ -69,6 +69,8 @@ PHANTOMS: dict[str, dict[str, Any]] = {
 #: The real CT (TotalSegmentator's test image, 3 mm) and the crop ``--quick`` takes of it.
 REAL_CT = "totalsegmentator/tests/reference_files/example_ct_sm.nii.gz"
 REAL_CROP = (slice(12, 24), slice(20, 84), slice(30, 94))  # k, j, i of the NIfTI
+#: The crop of the full run: every slice, the 80x80 voxels (240 mm) around the body's centre.
+REAL_FULL_CROP = (slice(0, 30), slice(10, 90), slice(20, 100))
 #: The real DICOM series: TotalSegmentator's own (Siemens PET/CT, 20 slices of 512x512).
 REAL_DICOM = "totalsegmentator/tests/reference_files/example_ct_dicom"
 
@@ -113,19 +115,18 @@ def case_volume(name: str, quick: bool) -> Any:
 
     if name == "real-ct":
         hu, lps = read_nifti(SHARED / REAL_CT)
-        if quick:
-            k, j, i = REAL_CROP
-            start = np.array([i.start, j.start, k.start, 1.0])
-            hu = hu[k, j, i]
-            lps = lps.copy()
-            lps[:3, 3] = (lps @ start)[:3]
+        k, j, i = REAL_CROP if quick else REAL_FULL_CROP
+        start = np.array([i.start, j.start, k.start, 1.0])
+        hu = hu[k, j, i]
+        lps = lps.copy()
+        lps[:3, 3] = (lps @ start)[:3]
         hu = np.ascontiguousarray(hu)
         return volume_from_array(hu, geometry_from_affine(lps, hu.shape))
     if name == "real-dicom":
         return read_series(SHARED / REAL_DICOM)
     base = PhantomOptions(shape=(24, 40, 48), pixel_spacing=(3.0, 3.5), slice_spacing=4.0)
     if not quick:
-        base = replace(base, shape=(60, 96, 112), pixel_spacing=(1.6, 1.8), slice_spacing=2.5)
+        base = replace(base, shape=(32, 64, 72), pixel_spacing=(2.2, 2.4), slice_spacing=3.0)
     geometry, hu, _labels, _structures = render_phantom(replace(base, **PHANTOMS[name]))
     return volume_from_array(np.round(hu).astype(np.int16), geometry)
 
