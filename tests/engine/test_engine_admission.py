@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from nnunet_reference import volume_from_phantom
 
 from omas_idc.engine.card import load_card
@@ -15,16 +16,21 @@ from omas_idc.phantom import PhantomOptions
 
 
 class _Recording(Segmenter):
-    """Records the groups whose jobs are active (accumulators allocated) at each step."""
+    """Records the groups whose jobs are active (accumulators allocated) at each batch."""
 
     groups_at_once: list[int]
 
-    def _step(self, active):  # type: ignore[no-untyped-def]
+    def _step_windows(self, active):  # type: ignore[no-untyped-def]
         self.groups_at_once.append(len({job.key for job in active}))
-        super()._step(active)
+        super()._step_windows(active)
 
 
-def test_jobs_of_other_groups_wait_until_the_active_group_is_done(tmp_path: Path) -> None:
+# the serial worker, and the overlapped one (the next group's job prepared ahead waits outside
+# the active jobs until the active group is done)
+@pytest.mark.parametrize("overlap", [False, True], ids=["serial", "overlapped"])
+def test_jobs_of_other_groups_wait_until_the_active_group_is_done(
+    tmp_path: Path, overlap: bool
+) -> None:
     card = load_card("cads")
     for i, task_id in enumerate(("551", "559")):
         task = card.task(task_id)
@@ -51,7 +57,8 @@ def test_jobs_of_other_groups_wait_until_the_active_group_is_done(tmp_path: Path
         )
         for s in (0, 1)
     ]
-    engine = _Recording(model, SegmenterConfig(batch_size=2, postprocessing=False))
+    config = SegmenterConfig(batch_size=2, postprocessing=False, overlap_cpu_work=overlap)
+    engine = _Recording(model, config)
     engine.groups_at_once = []
     with engine:
         futures = [engine.submit(volume) for volume in volumes]

@@ -187,8 +187,8 @@ def test_a_failing_series_fails_its_future_only(tmp_path: Path) -> None:
                 assert np.array_equal(ours.array, theirs.array)
 
 
-def _engine_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("omas-idc-segment")]
+def _engine_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("omas-idc-segment")}
 
 
 def test_the_threads_are_joined_on_close(tmp_path: Path) -> None:
@@ -196,11 +196,13 @@ def test_the_threads_are_joined_on_close(tmp_path: Path) -> None:
     engine = Segmenter(model, SegmenterConfig(overlap_cpu_work=True))
     assert SegmenterConfig(device="cuda").overlapped
     assert not SegmenterConfig(device="cpu").overlapped
+    before = _engine_threads()  # other tests' engines left open
     future = engine.submit(_volume(0))
-    assert len(_engine_threads()) == 3
+    ours = _engine_threads() - before
+    assert len(ours) == 3
     engine.close()
     assert future.done()
-    assert _engine_threads() == []
+    assert not any(thread.is_alive() for thread in ours)
     with pytest.raises(InferenceError, match="closed"):
         engine.submit(_volume(0))
 
