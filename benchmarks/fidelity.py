@@ -243,6 +243,16 @@ def fidelity_rows(
         volume = case_volume(case, quick)
         for name in references:
             card = REFERENCES[name]["card"]
+            if REFERENCES[name]["tool"] == "totalseg" and volume.geometry.is_sheared:
+                # TotalSegmentator hands the NIfTI to nnU-Net's SimpleITK reader, which refuses
+                # a sheared grid ("ITK only supports orthonormal direction cosines"); CADS
+                # writes its resampled image with a diagonal affine and runs
+                print(
+                    f"{name:>13} {case:>16}  skipped: TotalSegmentator refuses a sheared "
+                    "(gantry-tilted) NIfTI",
+                    flush=True,
+                )
+                continue
             out = work / f"{name}-{case}"
             (out / "ref").mkdir(parents=True, exist_ok=True)
             (out / "omas").mkdir(parents=True, exist_ok=True)
