@@ -276,6 +276,14 @@ def _timed_segmenter(meter: Meter, windows: int, measured_tasks: int) -> tuple[t
                     ).to(tiles.device)
                 return outputs[key].expand(tiles.shape[0], *outputs[key].shape[1:])
 
+        def _finish_job(self, job: Any) -> None:
+            super()._finish_job(job)
+            # the stand-in outputs of this job's networks go with the job: a real run holds
+            # one batch's outputs at a time, not one per task
+            for task in job.tasks:
+                for network in task.networks:
+                    outputs.pop(id(network), None)
+
         def _labels_on_working_grid(self, job: Any, task: Any) -> Any:
             with meter.within("resample from 1.5 mm"):
                 return super()._labels_on_working_grid(job, task)
@@ -343,8 +351,8 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         "forward_cpu": stats["forward_cpu"],
         "forward_peak_gb": stats["forward_peak_gb"],
         "segs": len(encoded.segs),
-        "classes": sum(len(t.folder.labels) - 1 for t in model.tasks),
-        "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
+        "segments": sum(len(item.segments) for item in encoded.segs),
+        "classes": sum(t.folder.num_classes - 1 for t in model.tasks),
     }
     # kept beside the networks (in --workdir), for --replay
     saved = Path(spec["weights"]).parent / f"stages-{spec['input']}.json"
@@ -395,6 +403,7 @@ def _print_input(name: str, data: dict[str, Any], window_cpu: float, source: str
     print(
         f"input {name}: {_describe(name)}: {shape[2]}x{shape[1]}x{shape[0]} at ({spacing}) mm, "
         f"{len(data['windows'])} tasks, {data['classes']} classes, {data['segs']} SEGs"
+        + (f" of {data['segments']} segments" if "segments" in data else "")
     )
     print(f"  {'stage':<32} {'CPU s':>9} {'wall s':>8} {'peak GB':>8}")
     total = 0.0
@@ -413,7 +422,7 @@ def _print_input(name: str, data: dict[str, Any], window_cpu: float, source: str
     print(
         f"  CPU stages without the network: {other:.2f} CPU s; load model (once per run) "
         f"{data['cpu'].get('load model', 0.0):.2f} CPU s; peak of the process "
-        f"{data['max_rss_gb']:.2f} GB"
+        f"{max([*data['peak_gb'].values(), data['forward_peak_gb']]):.2f} GB"
     )
 
 
