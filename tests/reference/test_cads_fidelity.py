@@ -31,9 +31,10 @@ and 57,600 / 50,688 phantom voxels), Dice >= 0.9999. What differs, traced on the
   (numpy 1.26 warns; numpy 2 would raise), so the components ranked 256, 512, ... become
   background of the numbering and are never removed (and rank 257 shares number 1 with the
   largest, ...): CADS keeps a few voxels its rule would drop (a threshold model on a noisy
-  phantom gives 260-1034 components; trained models rarely pass 255). For the mammary glands
-  (one component kept) equal largest sizes are tied: TPTBox's stable sort keeps the component
-  cc3d numbered first, i.e. the first in C order of the (R, A, S) array (R slowest).
+  phantom gives 260-1034 components of one label; how often CADS's trained networks pass 255
+  is not known here). For the mammary glands (one component kept) equal largest sizes tie:
+  TPTBox's stable sort keeps the component cc3d numbered first, the first met in C order of
+  the (R, A, S) array (R slowest; TPTBox hands cc3d a C-ordered copy).
 """
 
 from __future__ import annotations
