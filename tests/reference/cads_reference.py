@@ -48,7 +48,10 @@ would then write ``..._part_551.nii.gz.nii.gz``, which is not the file CADS read
 naming, not the numbers, is all this changes); the task-553/552 files that 557/558 read are the
 ones written earlier in the same run, as in CADS's task order. TPTBox 0.3.0 imports antspyx at
 module level for registration and bias-field correction, which CADS never calls: the reference
-venv has a stand-in ``ants`` module that raises if used (antspyx is a 346 MB wheel).
+venv has a stand-in ``ants`` module that raises if used (antspyx is a 346 MB wheel). numpy is
+1.26.4, as TPTBox 0.3.0 requires (< 2) and a CADS install therefore has: TPTBox numbers a label's
+components in the label map's dtype (uint8), and past 255 components numpy 1.26 wraps the
+numbers (with a DeprecationWarning) where numpy 2 would raise.
 
 Usage (with the reference venv's python)::
 
