@@ -122,7 +122,7 @@ def test_the_next_job_is_prepared_and_the_last_finished_while_the_device_runs(
     tmp_path: Path,
 ) -> None:
     clock = DeviceClock()
-    model = emulate_model(_two_group_model(tmp_path), 0.2, clock)
+    model = emulate_model(_two_group_model(tmp_path), 0.6, clock)
     first, second = (task.group_key() for task in model.tasks)
     engine = _Recording(
         model, SegmenterConfig(postprocessing=False, batch_size=4, overlap_cpu_work=True)
