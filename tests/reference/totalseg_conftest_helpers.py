@@ -4,12 +4,14 @@ Both tools get the same voxels: a :class:`~omas_idc.volume.CTVolume` is written 
 ``omas_idc.nifti.write_nifti`` (NIfTI data ``(i, j, k)`` = the volume's ``[z, y, x]``
 transposed, RAS affine of its LPS affine), TotalSegmentator reads that file, and its label map
 comes back on the same grid (:attr:`ReferenceResult.zyx` is then in the volume's order). A case
-is run once per test session (:func:`run_case`, all cases of a card in one TotalSegmentator
-subprocess) and shared by the harness and fidelity tests.
+is run once per test session (:func:`run_case`: every card and case in two TotalSegmentator
+subprocesses side by side) and shared by the harness and fidelity tests.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,13 +22,14 @@ import numpy.typing as npt
 from totalseg_reference import (
     CARD_SETTINGS,
     ReferenceResult,
+    TotalSegBatch,
     TotalSegJob,
     install_weights,
-    run_totalseg_batch,
 )
 
 from omas_idc.geometry import LPS_TO_RAS, VolumeGeometry
 from omas_idc.nifti import read_nifti, write_nifti
+from omas_idc.testing.reference_models import card_folders
 from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
 #: The real CT (TotalSegmentator's own test image, 3 mm, RAS) of ../shared/data.
@@ -131,17 +134,6 @@ class CaseRun:
 _RUNS: dict[tuple[str, str], CaseRun] = {}
 
 
-def weights(root: Path, card: str) -> tuple[Path, Path]:
-    """Synthetic folders of ``card`` under ``root`` and a TotalSegmentator home holding them."""
-    from omas_idc.testing.reference_models import card_folders
-
-    weights_root, home = root / "weights", root / "home"
-    if not (weights_root / card).is_dir():
-        card_folders(card, weights_root, patch_size=PATCH)
-    install_weights(home, weights_root, card)
-    return weights_root, home
-
-
 def omas_labels(
     card: str, weights_root: Path, volume: CTVolume
 ) -> tuple[npt.NDArray[np.unsignedinteger], float]:
@@ -159,35 +151,80 @@ def omas_labels(
     return maps[0].array, seconds
 
 
-def run_case(root: Path, card: str, name: str) -> CaseRun:
-    """Both tools on the case :func:`case_volume` names.
+#: TotalSegmentator subprocesses run at once (each mostly on one core: imports, spawned workers).
+LANES = max(1, min(2, os.cpu_count() or 1))
 
-    The first request for a card runs TotalSegmentator on all of its available cases (the real
-    CT where ../shared/data is present, and :data:`PHANTOMS`) in one subprocess, and omas-idc
-    on each; later requests (the harness and the fidelity tests) reuse those runs.
-    """
-    if (card, name) not in _RUNS:
-        names = [n for n in CASES if n != "real-ct" or SHARED_DATA is not None]
-        if name not in names:
-            raise ValueError(f"case {name!r} is not available (shared data: {SHARED_DATA})")
-        weights_root, home = weights(root, card)
-        volumes, jobs = {}, []
-        for case in names:
+#: Relative cost of one TotalSegmentator call per card (the 5-part model spawns 5x the workers).
+COST = {"totalseg": 5, "totalseg-3mm": 1, "totalseg-6mm": 1}
+
+#: (card, case) -> (the batch running it, its index there, the weights, the volume).
+_PENDING: dict[tuple[str, str], tuple[TotalSegBatch, int, Path, CTVolume]] = {}
+_BATCHES: list[TotalSegBatch] = []
+
+
+@atexit.register
+def _stop_batches() -> None:
+    # a session that ran only some of the tests leaves no TotalSegmentator running
+    for batch in _BATCHES:
+        batch.kill()
+
+
+def _start_all(root: Path) -> None:
+    """Start TotalSegmentator on every (card, case), spread over :data:`LANES` subprocesses
+    (one home each, holding all cards) balanced by :data:`COST`."""
+    names = [n for n in CASES if n != "real-ct" or SHARED_DATA is not None]
+    work = sorted(
+        ((card, case) for card in CARD_SETTINGS for case in names),
+        key=lambda item: -COST[item[0]],
+    )
+    lanes: list[list[tuple[str, str]]] = [[] for _ in range(LANES)]
+    for item in work:
+        min(lanes, key=lambda lane: sum(COST[c] for c, _ in lane)).append(item)
+    weights_root = root / "weights"
+    for card in CARD_SETTINGS:
+        if not (weights_root / card).is_dir():
+            card_folders(card, weights_root, patch_size=PATCH)
+    for number, lane in enumerate(lanes):
+        if not lane:
+            continue
+        # one home per subprocess: TotalSegmentator rewrites its config.json on every run
+        home = root / f"home-{number}"
+        for card in CARD_SETTINGS:
+            install_weights(home, weights_root, card)
+        jobs, volumes = [], []
+        for card, case in lane:
             volume = case_volume(case, SHARED_DATA)
             case_dir = root / "cases" / f"{card}-{case}"
             case_dir.mkdir(parents=True, exist_ok=True)
-            write_nifti(case_dir / "ct.nii.gz", volume.hu, volume.geometry)
-            volumes[case] = volume
-            settings = CARD_SETTINGS[card]
-            jobs.append(
-                TotalSegJob(case_dir / "ct.nii.gz", case_dir, **settings, extra=QUIET_WORKERS)
-            )
-        references = run_totalseg_batch(jobs, home)
-        for case, reference in zip(names, references, strict=True):
-            cpu = time.process_time()
-            omas, seconds = omas_labels(card, weights_root, volumes[case])
-            cpu = time.process_time() - cpu
-            _RUNS[(card, case)] = CaseRun(volumes[case], reference, omas, seconds, cpu)
+            ct = case_dir / "ct.nii.gz"
+            write_nifti(ct, volume.hu, volume.geometry)
+            volumes.append(volume)
+            jobs.append(TotalSegJob(ct, case_dir, **CARD_SETTINGS[card], extra=QUIET_WORKERS))
+        batch = TotalSegBatch(jobs, home)
+        _BATCHES.append(batch)
+        for index, ((card, case), volume) in enumerate(zip(lane, volumes, strict=True)):
+            _PENDING[(card, case)] = (batch, index, weights_root, volume)
+
+
+def run_case(root: Path, card: str, name: str) -> CaseRun:
+    """Both tools on the case :func:`case_volume` names.
+
+    The first request starts TotalSegmentator on every card of :data:`CARD_SETTINGS` and every
+    available case (the real CT where ../shared/data is present, and :data:`PHANTOMS`) in
+    :data:`LANES` background subprocesses; omas-idc then runs the requested case. Later
+    requests (the harness and the fidelity tests) reuse these runs.
+    """
+    if (card, name) not in _RUNS:
+        if name == "real-ct" and SHARED_DATA is None:
+            raise ValueError(f"case {name!r} needs ../shared/data, which is absent")
+        if not _PENDING:
+            _start_all(root)
+        batch, index, weights_root, volume = _PENDING[(card, name)]
+        cpu = time.process_time()  # omas-idc first: it overlaps the TotalSegmentator lanes
+        omas, seconds = omas_labels(card, weights_root, volume)
+        cpu = time.process_time() - cpu
+        reference = batch.results()[index]
+        _RUNS[(card, name)] = CaseRun(volume, reference, omas, seconds, cpu)
     return _RUNS[(card, name)]
 
 

@@ -43,6 +43,7 @@ import numpy.typing as npt
 __all__ = [
     "TOTALSEG_VERSION",
     "ReferenceResult",
+    "TotalSegBatch",
     "TotalSegJob",
     "TotalSegmentatorError",
     "compare_labelmaps",
@@ -258,70 +259,109 @@ def run_totalseg_batch(
     TotalSegmentatorError
         As :func:`run_totalseg`, for the first job that fails.
     """
-    import nibabel as nib
+    return TotalSegBatch(jobs, home, timeout_s=timeout_s).results()
 
-    if not jobs:
-        return []
-    specs = []
-    for job in jobs:
-        Path(job.out_dir).mkdir(parents=True, exist_ok=True)
-        specs.append(job.spec())
-    first = Path(jobs[0].out_dir)
-    jobs_file, log_path = first / "totalseg_jobs.json", first / "totalseg.log"
-    jobs_file.write_text(json.dumps(specs, indent=1))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("nnUNet_") and k != "TOTALSEG_WEIGHTS_PATH"
-    }
-    env["TOTALSEG_HOME_DIR"] = str(Path(home).resolve())
-    command = [sys.executable, str(Path(__file__).resolve()), "--jobs", str(jobs_file.resolve())]
-    started = time.perf_counter()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        timer = threading.Timer(timeout_s, _kill_group, (process.pid,))
-        timer.start()
+
+class TotalSegBatch:
+    """A :func:`run_totalseg_batch` started in the background: :meth:`results` waits for it.
+
+    Several batches may run at once (on a machine with idle cores); each is killed, with its
+    workers, after ``timeout_s`` or when the waiting is interrupted.
+    """
+
+    def __init__(self, jobs: Sequence[TotalSegJob], home: Path, *, timeout_s: float = 1800.0):
+        if not jobs:
+            raise ValueError("a TotalSegmentator batch needs at least one job")
+        self.jobs = list(jobs)
+        self.timeout_s = timeout_s
+        self.specs = []
+        for job in self.jobs:
+            Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+            self.specs.append(job.spec())
+        first = Path(self.jobs[0].out_dir)
+        jobs_file, self.log_path = first / "totalseg_jobs.json", first / "totalseg.log"
+        jobs_file.write_text(json.dumps(self.specs, indent=1))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("nnUNet_") and k != "TOTALSEG_WEIGHTS_PATH"
+        }
+        env["TOTALSEG_HOME_DIR"] = str(Path(home).resolve())
+        command = [sys.executable, str(Path(__file__).resolve()), "--jobs", str(jobs_file)]
+        self.started = time.perf_counter()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.timer = threading.Timer(timeout_s, _kill_group, (self.process.pid,))
+        self.timer.daemon = True
+        self.timer.start()
+        self._results: list[ReferenceResult] | None = None
+
+    def kill(self) -> None:
+        """Stop the subprocess and its workers where it still runs (no results then)."""
+        if self._results is None and self.process.poll() is None:
+            _kill_group(self.process.pid)
+            self.process.wait()
+        self.timer.cancel()
+
+    def results(self) -> list[ReferenceResult]:
+        """Wait for the subprocess; the jobs' results in order.
+
+        Raises
+        ------
+        TotalSegmentatorError
+            As :func:`run_totalseg`, for the first job that fails.
+        """
+        if self._results is None:
+            self._results = self._wait()
+        return self._results
+
+    def _wait(self) -> list[ReferenceResult]:
+        import nibabel as nib
+
         try:
-            _, status, usage = os.wait4(process.pid, 0)
+            _, status, usage = os.wait4(self.process.pid, 0)
         except BaseException:  # interrupted: leave no TotalSegmentator behind
-            _kill_group(process.pid)
+            _kill_group(self.process.pid)
             raise
         finally:
-            timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
-    process_s = time.perf_counter() - started
-    text = log_path.read_text(errors="replace")
-    if process.returncode != 0:
-        raise TotalSegmentatorError(
-            f"TotalSegmentator exited with {process.returncode} after {process_s:.0f} s "
-            f"(timeout {timeout_s:.0f} s); its output:\n{text[-4000:]}"
-        )
-    results = []
-    for job, spec in zip(jobs, specs, strict=True):
-        run = json.loads(Path(spec["report"]).read_text())
-        if run["network"]:
-            raise TotalSegmentatorError(f"TotalSegmentator tried the network: {run['network']}")
-        image = nib.load(spec["output"])
-        source = nib.load(str(job.ct_nifti))
-        if image.shape != source.shape or not np.allclose(image.affine, source.affine, atol=1e-4):
+            self.timer.cancel()
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        process_s = time.perf_counter() - self.started
+        text = self.log_path.read_text(errors="replace")
+        if self.process.returncode != 0:
             raise TotalSegmentatorError(
-                f"TotalSegmentator's output {image.shape} does not lie on the input grid "
-                f"{source.shape} of {job.ct_nifti}"
+                f"TotalSegmentator exited with {self.process.returncode} after {process_s:.0f} s "
+                f"(timeout {self.timeout_s:.0f} s); its output:\n{text[-4000:]}"
             )
-        results.append(
-            ReferenceResult(
-                labels=np.asarray(image.dataobj).astype(np.uint8),
-                affine=np.asarray(image.affine, dtype=np.float64),
-                wall_s=float(run["wall_s"]),
-                process_s=process_s,
-                peak_rss_bytes=int(usage.ru_maxrss) * 1024,
-                cpu_s=float(usage.ru_utime + usage.ru_stime),
-                log=text,
+        results = []
+        for job, spec in zip(self.jobs, self.specs, strict=True):
+            run = json.loads(Path(spec["report"]).read_text())
+            if run["network"]:
+                raise TotalSegmentatorError(f"TotalSegmentator tried the network: {run['network']}")
+            image = nib.load(spec["output"])
+            source = nib.load(str(job.ct_nifti))
+            same = image.shape == source.shape and np.allclose(
+                image.affine, source.affine, atol=1e-4
             )
-        )
-    return results
+            if not same:
+                raise TotalSegmentatorError(
+                    f"TotalSegmentator's output {image.shape} does not lie on the input grid "
+                    f"{source.shape} of {job.ct_nifti}"
+                )
+            results.append(
+                ReferenceResult(
+                    labels=np.asarray(image.dataobj).astype(np.uint8),
+                    affine=np.asarray(image.affine, dtype=np.float64),
+                    wall_s=float(run["wall_s"]),
+                    process_s=process_s,
+                    peak_rss_bytes=int(usage.ru_maxrss) * 1024,
+                    cpu_s=float(usage.ru_utime + usage.ru_stime),
+                    log=text,
+                )
+            )
+        return results
 
 
 def _kill_group(pid: int) -> None:
