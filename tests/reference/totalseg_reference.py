@@ -10,9 +10,10 @@ nothing when that folder exists), with a ``config.json`` that turns the usage st
 :func:`run_totalseg` runs ``totalsegmentator.python_api.totalsegmentator`` (``ml=True``,
 ``device="cpu"``, NIfTI output, no preview or statistics) in a fresh interpreter (this file run
 as a script) with ``TOTALSEG_HOME_DIR`` set before TotalSegmentator is imported, and every
-socket connection refused and recorded: a run that tried the network fails. Everything else
-is TotalSegmentator's default: resampling order 1, tile step 0.8 for ``total``, no crop, no
-``roi_subset``, its large-image z-split.
+internet connection and remote name lookup refused and recorded: a run that tried the network
+fails. Everything else is TotalSegmentator's default: resampling order 1, tile step 0.8 for
+``total``, no crop, no ``roi_subset``, its large-image z-split. :func:`run_totalseg_batch`
+(:class:`TotalSegBatch` in the background) runs several calls in one interpreter.
 
 :func:`compare_labelmaps` gives per-label Dice and voxel agreement of two label maps (also used
 by ``benchmarks/fidelity.py``).
