@@ -12,9 +12,14 @@ the rule table :data:`omas_idc.engine.cads_rules.RULES_FILE` (keyed by task and 
     in 3D, 4-connected in a slice) not reaching the border. With TPTBox 0.3.0, which CADS pins,
     only unlabelled voxels are filled: enclosed voxels of other labels stay. No convex hull
     (``convex_hull`` is 0);
-  - ``components``: 26-connected components ranked by size (ties in scan order); the first
-    one beyond ``max_components`` or smaller than ``min_voxels`` (strictly), and every smaller
-    one, become background;
+  - ``components``: 26-connected components ranked by size (ties in the scan order of the
+    RAS array, C order, as TPTBox's ``connected_components`` numbers them); the first one
+    beyond ``max_components`` or smaller than ``min_voxels`` (strictly), and every smaller
+    one, become background. TPTBox 0.3.0 numbers the ranked components in the label map's
+    dtype, uint8: past 255 components the numbers wrap, so rank ``r`` carries number
+    ``r % 256``; the components of one number are judged together (their sizes summed) and
+    those numbered 0 (ranks 256, 512, ...) are never removed. Reproduced, as CADS's outputs
+    have it;
 
 - then ``reference_box`` (557, 558; ``cads/dataset_utils/postprocessing.py``
   ``postprocess_head`` and ``postprocess_head_and_neck``): where task 553's post-processed
@@ -113,30 +118,46 @@ def fill_holes(labels: np.ndarray, value: int, passes: tuple[str, ...], into: st
         region[holes] = value
 
 
+#: TPTBox numbers ranked components in the label map's dtype (uint8 in CADS): numbers wrap here.
+_TPTBOX_NUMBERS = 256
+
+
 def keep_components(
     labels: np.ndarray, value: int, min_voxels: int, max_components: int | None
 ) -> None:
     """Remove, in place, the 26-connected components of ``value`` that CADS removes.
 
-    Components are ranked by size, larger first (equal sizes in scan order); the first one
-    ranked beyond ``max_components`` or smaller than ``min_voxels``, and all after it, become
-    background.
+    Components are ranked by size, larger first (equal sizes in the scan order of the RAS
+    array, as TPTBox's labelling meets them), and numbered ``rank % 256`` as TPTBox's uint8
+    numbering does; number by number, ascending, the first number beyond ``max_components``
+    or whose components hold fewer than ``min_voxels`` voxels together, and every number
+    after it, become background (never number 0: ranks 256, 512, ...).
     """
     mask = labels == value
     if not mask.any():
         return
     box = _bbox(mask, 0)
-    components, n = ndimage.label(mask[box], structure=_FULL)
-    sizes = np.bincount(components.ravel())[1:]
-    keep = np.zeros(n + 1, dtype=bool)
-    for rank, index in enumerate(np.argsort(-sizes, kind="stable")):
-        if max_components is not None and rank >= max_components:
+    # label the RAS layout (the canonical (S, A, R) box transposed) so that components are
+    # numbered in TPTBox's scan order, which breaks ties between equal sizes
+    ras = np.ascontiguousarray(mask[box].transpose(2, 1, 0))
+    components_ras, n = ndimage.label(ras, structure=_FULL)
+    components = components_ras.transpose(2, 1, 0)
+    sizes = np.bincount(components_ras.ravel())[1:]
+    order = np.argsort(-sizes, kind="stable")  # component index by rank (0-based)
+    number = np.zeros(n + 1, dtype=np.int64)
+    number[order + 1] = (np.arange(n) + 1) % _TPTBOX_NUMBERS
+    totals = np.bincount(number[1:], weights=sizes, minlength=_TPTBOX_NUMBERS)
+    removed_from = None
+    for k in range(1, min(n, _TPTBOX_NUMBERS - 1) + 1):
+        if (max_components is not None and k > max_components) or totals[k] < min_voxels:
+            removed_from = k
             break
-        if sizes[index] < min_voxels:
-            break
-        keep[index + 1] = True
+    if removed_from is None:
+        return
+    drop = number >= removed_from
+    drop[0] = False
     region = labels[box]
-    region[(components > 0) & ~keep[components]] = 0
+    region[drop[components]] = 0
 
 
 def _reference_box(arrays: Mapping[str, np.ndarray], rules: CadsRules, task: str) -> None:
