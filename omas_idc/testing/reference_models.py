@@ -98,7 +98,9 @@ def threshold_spec(
         trainer_name=task.trainer,
         plans_name=task.plans,
         checkpoint_trainer_name="nnUNetTrainer",
-        intensity=(40.0, 350.0, -1024.0, 1500.0),
+        # each task its own intensity statistics, as trained tasks have (their foregrounds
+        # differ): tasks then share no preprocessing group, as with real weights
+        intensity=(40.0 + index, 350.0, -1024.0, 1500.0),
         seed=seed + index,
     )
 
