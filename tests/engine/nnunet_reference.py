@@ -7,11 +7,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from omas_idc.engine.card import load_card
+from omas_idc.engine.model import SegmentationModel, load_model
+from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.geometry import VolumeGeometry
 from omas_idc.phantom import PhantomOptions, render_phantom
 from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
 
 torch = pytest.importorskip("torch")
+
+
+def two_group_model(root: Path) -> SegmentationModel:
+    """Two CADS tasks whose plans differ (two groups, so two jobs per series), tiny and 6 mm."""
+    card = load_card("cads")
+    for i, task_id in enumerate(("551", "559")):
+        task = card.task(task_id)
+        make_model_folder(
+            root,
+            SyntheticModel(
+                dataset_id=int(task_id),
+                dataset_name=task.dataset.split("_", 1)[1],
+                labels=("a", "b"),
+                trainer_name=task.trainer,
+                plans_name=task.plans,
+                patch_size=(8, 8, 8),
+                spacing=(6.0, 6.0, 6.0),
+                n_stages=2,
+                mirror_axes=None,
+                intensity=(40.0 + 10 * i, 250.0, -1000.0, 1500.0),  # two groups
+                seed=i,
+            ),
+        )
+    return load_model(card, weights_dir=root, tasks=["551", "559"])
 
 
 def volume_from_phantom(options: PhantomOptions) -> CTVolume:

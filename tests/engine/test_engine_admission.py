@@ -6,12 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnunet_reference import volume_from_phantom
+from nnunet_reference import two_group_model, volume_from_phantom
 
-from omas_idc.engine.card import load_card
-from omas_idc.engine.model import load_model
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig
-from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
 from omas_idc.phantom import PhantomOptions
 
 
@@ -31,26 +28,7 @@ class _Recording(Segmenter):
 def test_jobs_of_other_groups_wait_until_the_active_group_is_done(
     tmp_path: Path, overlap: bool
 ) -> None:
-    card = load_card("cads")
-    for i, task_id in enumerate(("551", "559")):
-        task = card.task(task_id)
-        make_model_folder(
-            tmp_path,
-            SyntheticModel(
-                dataset_id=int(task_id),
-                dataset_name=task.dataset.split("_", 1)[1],
-                labels=("a", "b"),
-                trainer_name=task.trainer,
-                plans_name=task.plans,
-                patch_size=(8, 8, 8),
-                spacing=(6.0, 6.0, 6.0),
-                n_stages=2,
-                mirror_axes=None,
-                intensity=(40.0 + 10 * i, 250.0, -1000.0, 1500.0),  # two groups
-                seed=i,
-            ),
-        )
-    model = load_model(card, weights_dir=tmp_path, tasks=["551", "559"])
+    model = two_group_model(tmp_path)
     volumes = [
         volume_from_phantom(
             PhantomOptions(seed=s, shape=(12, 16, 16), pixel_spacing=(6.0, 6.0), slice_spacing=6.0)

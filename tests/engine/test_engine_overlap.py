@@ -11,42 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from nnunet_reference import volume_from_phantom
+from nnunet_reference import two_group_model, volume_from_phantom
 
-from omas_idc.engine.card import load_card
 from omas_idc.engine.emulated import DeviceClock, emulate_model
-from omas_idc.engine.model import SegmentationModel, load_model
 from omas_idc.engine.segmenter import Segmenter, SegmenterConfig, torch_threads
 from omas_idc.errors import InferenceError
 from omas_idc.phantom import PhantomOptions
 
 torch = pytest.importorskip("torch")
-
-
-def _two_group_model(root: Path) -> SegmentationModel:
-    """Two CADS tasks whose plans differ (two groups, so two jobs per series)."""
-    from omas_idc.engine.synthetic import SyntheticModel, make_model_folder
-
-    card = load_card("cads")
-    for i, task_id in enumerate(("551", "559")):
-        task = card.task(task_id)
-        make_model_folder(
-            root,
-            SyntheticModel(
-                dataset_id=int(task_id),
-                dataset_name=task.dataset.split("_", 1)[1],
-                labels=("a", "b"),
-                trainer_name=task.trainer,
-                plans_name=task.plans,
-                patch_size=(8, 8, 8),
-                spacing=(6.0, 6.0, 6.0),
-                n_stages=2,
-                mirror_axes=None,
-                intensity=(40.0 + 10 * i, 250.0, -1000.0, 1500.0),
-                seed=i,
-            ),
-        )
-    return load_model(card, weights_dir=root, tasks=["551", "559"])
 
 
 def _volume(seed: int, slices: int = 12) -> Any:
@@ -102,7 +74,7 @@ def _segment_all(engine: Segmenter, volumes: list[Any]) -> list[list[Any]]:
 
 
 def test_overlapped_labels_equal_the_serial_worker_and_groups_stay_apart(tmp_path: Path) -> None:
-    model = _two_group_model(tmp_path)
+    model = two_group_model(tmp_path)
     volumes = [_volume(seed) for seed in (0, 1, 2)]
     serial = _segment_all(
         Segmenter(model, SegmenterConfig(postprocessing=False, overlap_cpu_work=False)), volumes
@@ -122,7 +94,7 @@ def test_the_next_job_is_prepared_and_the_last_finished_while_the_device_runs(
     tmp_path: Path,
 ) -> None:
     clock = DeviceClock()
-    model = emulate_model(_two_group_model(tmp_path), 0.6, clock)
+    model = emulate_model(two_group_model(tmp_path), 0.6, clock)
     first, second = (task.group_key() for task in model.tasks)
     engine = _Recording(
         model, SegmenterConfig(postprocessing=False, batch_size=4, overlap_cpu_work=True)
@@ -137,7 +109,7 @@ def test_the_next_job_is_prepared_and_the_last_finished_while_the_device_runs(
 
 
 def test_waiting_and_finishing_jobs_count_against_the_memory_limit(tmp_path: Path) -> None:
-    model = _two_group_model(tmp_path)
+    model = two_group_model(tmp_path)
     volumes = [_volume(seed) for seed in (0, 1)]
     probe = Segmenter(model, SegmenterConfig(overlap_cpu_work=False))
     series = probe._start_series(volumes[0], Future())
@@ -166,7 +138,7 @@ class _FailingFinish(Segmenter):
 
 
 def test_a_failing_series_fails_its_future_only(tmp_path: Path) -> None:
-    model = _two_group_model(tmp_path)
+    model = two_group_model(tmp_path)
     small = Segmenter(model, SegmenterConfig(resample_slab_mb=1.0, overlap_cpu_work=False))
     one_job = max(small._estimate(job) for job in small._start_series(_volume(0), Future()))
     # a 400-slice series needs more than the limit; a 13-slice one fails in post-processing
@@ -192,7 +164,7 @@ def _engine_threads() -> set[threading.Thread]:
 
 
 def test_the_threads_are_joined_on_close(tmp_path: Path) -> None:
-    model = _two_group_model(tmp_path)
+    model = two_group_model(tmp_path)
     engine = Segmenter(model, SegmenterConfig(overlap_cpu_work=True))
     assert SegmenterConfig(device="cuda").overlapped
     assert not SegmenterConfig(device="cpu").overlapped
