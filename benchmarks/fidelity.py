@@ -128,7 +128,7 @@ def case_volume(name: str, quick: bool) -> Any:
     if not quick:
         base = replace(base, shape=(32, 64, 72), pixel_spacing=(2.2, 2.4), slice_spacing=3.0)
     geometry, hu, _labels, _structures = render_phantom(replace(base, **PHANTOMS[name]))
-    return volume_from_array(np.round(hu).astype(np.int16), geometry)
+    return volume_from_array(hu, geometry)
 
 
 # -- the tools --------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ def option_rows(cases: list[str], quick: bool, work: Path) -> list[dict[str, Any
             from totalseg_conftest_helpers import volume_from_array
 
             geometry, hu, _l, _s = render_phantom(PhantomOptions(**PHANTOMS[case]))
-            volume = volume_from_array(np.round(hu).astype(np.int16), geometry)
+            volume = volume_from_array(hu, geometry)
         else:
             volume = case_volume(case, quick)
         with Segmenter(demo, SegmenterConfig()) as segmenter:

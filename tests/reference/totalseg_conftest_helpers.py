@@ -30,7 +30,8 @@ from totalseg_reference import (
 from omas_idc.geometry import LPS_TO_RAS, VolumeGeometry
 from omas_idc.nifti import read_nifti, write_nifti
 from omas_idc.testing.reference_models import card_folders
-from omas_idc.volume import CTVolume, SeriesHeader, SourceReference
+from omas_idc.train.evaluate import volume_from_array
+from omas_idc.volume import CTVolume
 
 #: The real CT (TotalSegmentator's own test image, 3 mm, RAS) of ../shared/data.
 REAL_CT = "totalsegmentator/tests/reference_files/example_ct_sm.nii.gz"
@@ -41,22 +42,6 @@ QUIET_WORKERS: dict[str, Any] = {"nr_thr_saving": 1}
 
 #: Patch size of the synthetic folders (all cases fit a few tiles).
 PATCH = (32, 64, 64)
-
-
-def volume_from_array(hu: npt.NDArray[np.integer], geometry: VolumeGeometry) -> CTVolume:
-    """A CTVolume with dummy references and header around an int16 ``[z, y, x]`` array."""
-    refs = tuple(
-        SourceReference("1.2.840.10008.5.1.4.1.1.2", f"1.2.3.{i + 1}") for i in range(hu.shape[0])
-    )
-    header = SeriesHeader(
-        series_instance_uid="1.2.3.4", study_instance_uid="1.2.3", frame_of_reference_uid="1.2.5"
-    )
-    return CTVolume(
-        hu=np.ascontiguousarray(hu, dtype=np.int16),
-        geometry=geometry,
-        source_refs=refs,
-        header=header,
-    )
 
 
 def geometry_from_affine(
@@ -89,7 +74,7 @@ def phantom_volume(**changes: Any) -> CTVolume:
 
     base = PhantomOptions(shape=(24, 40, 48), pixel_spacing=(3.0, 3.5), slice_spacing=4.0)
     geometry, hu, _labels, _structures = render_phantom(replace(base, **changes))
-    return volume_from_array(np.round(hu).astype(np.int16), geometry)
+    return volume_from_array(hu, geometry)
 
 
 #: The real CT crop: 64 x 64 x 12 voxels of 3 mm (upper abdomen: liver, spleen, ribs, spine).
