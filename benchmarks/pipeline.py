@@ -33,19 +33,12 @@ STAGES = ("fetch", "read", "segment", "encode", "qa", "publish")
 
 
 def _upload(endpoint: str, root: Path, size: dict[str, object]) -> list[object]:
-    import boto3
 
     from omas_idc.phantom import PhantomOptions, make_phantom
     from omas_idc.series_ref import SeriesRef
-    from omas_idc.testing.s3server import make_public_bucket
+    from omas_idc.testing.s3server import loopback_client, make_public_bucket
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        region_name="us-east-1",
-    )
+    client = loopback_client(endpoint)
     make_public_bucket(client, BUCKET)
     refs = []
     for seed in range(int(size["series"])):  # type: ignore[call-overload]

@@ -562,20 +562,13 @@ def _measure(
     tasks: list[str] | None,
     args: argparse.Namespace,
 ) -> dict[str, dict[str, Any]]:
-    import boto3
 
     from omas_idc.testing.resenc_plans import cads_label_names
-    from omas_idc.testing.s3server import make_public_bucket, moto_server
+    from omas_idc.testing.s3server import loopback_client, make_public_bucket, moto_server
 
     results: dict[str, dict[str, Any]] = {}
     with moto_server() as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            region_name="us-east-1",
-        )
+        client = loopback_client(endpoint)
         make_public_bucket(client, BUCKET)
         client.create_bucket(Bucket=OUT_BUCKET)
         first = True

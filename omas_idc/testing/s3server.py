@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["free_port", "make_public_bucket", "moto_server"]
+__all__ = ["free_port", "loopback_client", "make_public_bucket", "moto_server"]
 
 
 def free_port() -> int:
@@ -53,6 +53,19 @@ def moto_server(timeout_s: float = 30.0) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def loopback_client(endpoint: str) -> Any:
+    """A boto3 S3 client for the loopback server at ``endpoint`` (placeholder credentials)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        region_name="us-east-1",
+    )
 
 
 def make_public_bucket(client: Any, name: str) -> None:
