@@ -186,8 +186,7 @@ def _algorithm_version(
     loaded: SegmentationModel, chosen: SpeedSettings, postprocessing: bool
 ) -> str:
     """The card's version, the reference it reproduces and what the settings change."""
-    changes = "+".join(c for c in (chosen.short(), "" if postprocessing else "nopp") if c)
-    return loaded.card.algorithm_version(changes)
+    return loaded.card.algorithm_version(chosen.short(postprocessing))
 
 
 def _default_root(model: str) -> Path | None:

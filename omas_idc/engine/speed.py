@@ -109,8 +109,9 @@ class SpeedSettings:
             changes.append("voxel-centred wrapper grid")
         return ", ".join(changes) or "reference"
 
-    def short(self) -> str:
-        """The changes in a few characters, for the SEG's algorithm version (``""``: none)."""
+    def short(self, postprocessing: bool = True) -> str:
+        """The changes in a few characters, for the SEG's algorithm version (``""``: none);
+        ``postprocessing=False`` (CADS's ``--no-postprocessing``) adds ``nopp``."""
         changes = []
         if self.body_crop:
             changes.append("crop")
@@ -120,6 +121,8 @@ class SpeedSettings:
             changes.append("labels")
         if self.wrapper_grid is not WrapperGrid.REFERENCE:
             changes.append("centred")
+        if not postprocessing:
+            changes.append("nopp")
         return "+".join(changes)
 
 

@@ -88,11 +88,10 @@ def build_engine(settings: ModelSettings):  # type: ignore[no-untyped-def]
     )
     card = model.card
     speed = settings.speed_settings()
-    changes = "+".join(c for c in (speed.short(), "" if settings.postprocessing else "nopp") if c)
     info = ModelInfo(
         name=card.name,
         # the card's version, the reference it reproduces and what the settings change
-        version=card.algorithm_version(changes),
+        version=card.algorithm_version(speed.short(settings.postprocessing)),
         variant=model.variant,
         licence=str(card.variants.get(model.variant, "")) if card.variants else "",
         task_order=tuple(task.id for task in card.tasks),

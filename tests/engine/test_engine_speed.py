@@ -31,6 +31,8 @@ def test_reference_changes_nothing_and_quick_is_the_former_fast() -> None:
     )
     assert quick.short() == "crop+step0.75+labels+centred"
     assert speed_settings().short() == ""
+    assert speed_settings().short(postprocessing=False) == "nopp"
+    assert quick.short(postprocessing=False) == "crop+step0.75+labels+centred+nopp"
     assert set(PRESETS) == set(Speed)
 
 
