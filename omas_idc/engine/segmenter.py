@@ -268,7 +268,14 @@ class Segmenter:
             )
         self.tile_step_size = self.config.tile_step_size or model.card.tile_step_size
         grid = WrapperGrid.parse(self.config.wrapper_grid, "wrapper grid")
-        self._reference_zoom = grid is WrapperGrid.REFERENCE and model.card.wrapper_zoom is not None
+        card = model.card
+        # the wrapper's spacing (CADS, TotalSegmentator resample before nnU-Net), or None
+        self._wrapper = card.spacing_mm if card.recipe != "nnunet-native" else None
+        self._reference_zoom = (
+            self._wrapper is not None
+            and grid is WrapperGrid.REFERENCE
+            and card.wrapper_zoom is not None
+        )
         # nnU-Net's predictor sums Gaussian-weighted logits and weights in float16 and divides
         # them in float16: the reference cards ask for the same rounding (card.logit_sums)
         sums = self.config.logit_sums or model.card.logit_sums
@@ -419,15 +426,15 @@ class Segmenter:
         canonical = orientation.to_canonical(hu)
         spacing = orientation.spacing
         working, working_spacing = canonical, spacing
-        card = self.model.card
-        wrapper = card.spacing_mm
-        if wrapper is not None and card.recipe != "nnunet-native" and self._reference_zoom:
-            assert card.wrapper_zoom is not None
+        wrapper = self._wrapper
+        if wrapper is not None and self._reference_zoom:
+            zoom = self.model.card.wrapper_zoom
+            assert zoom is not None
             # the tools take the voxel size from the NIfTI affine's column norms
             steps = orientation.step_lengths or spacing
-            working = zoom_input(canonical, steps, wrapper, card.wrapper_zoom)
+            working = zoom_input(canonical, steps, wrapper, zoom)
             working_spacing = (wrapper, wrapper, wrapper)
-        elif wrapper is not None and card.recipe != "nnunet-native":
+        elif wrapper is not None:
             target = (wrapper, wrapper, wrapper)
             shape = compute_new_shape(canonical.shape, spacing, target)
             working = torch.empty(shape, device=self.output_device)
